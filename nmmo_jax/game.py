@@ -1,0 +1,275 @@
+"""The tick (SPEC §3-5): move, attack, upkeep, deaths, spawn, regrow.
+
+Each phase is a pure function over whole arrays. All agents act at once from the same
+observation: moves resolve first, then attacks against the entity slots of that
+observation (ranges checked at observation-time positions), then upkeep and deaths,
+then spawning and regrowth.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from nmmo_jax.config import (DIED_COMBAT, DIED_LAVA, DIED_STARVATION, FOREST, LAVA, MAGE,
+                             MOVE_DELTAS, N_MOVES, N_STYLES, PASSABLE, SCRUB, WATER, Config,
+                             Params)
+from nmmo_jax.state import Actions, Agents, Info, State
+from nmmo_jax.terrain import spawn_ring
+
+
+@struct.dataclass
+class Attacks:
+    """The attacks that land this tick.
+
+    Attributes:
+      target: [N] int32, slot hit by each agent, N (dropped) when it does not attack.
+      style: [N] int32, style of each landed attack, -1 for none.
+      damage: [N] int32, damage of each landed attack, 0 for none.
+    """
+
+    target: jnp.ndarray
+    style: jnp.ndarray
+    damage: jnp.ndarray
+
+
+def _clamp(x: jnp.ndarray, top: jnp.ndarray) -> jnp.ndarray:
+    return jnp.clip(x, 0, top)
+
+
+def move(agents: Agents, tiles: jnp.ndarray, actions: Actions, cfg: Config) -> Agents:
+    """Moves every live, unfrozen agent one tile unless the tile is impassable or off-map.
+
+    A move outside [0, 5) is "stay".
+    """
+    choice = jnp.where((actions.move >= 0) & (actions.move < N_MOVES), actions.move, 0)
+    target = agents.pos + jnp.asarray(MOVE_DELTAS, jnp.int32)[choice]
+    on_map = jnp.all((target >= 0) & (target < cfg.map_size), axis=1)
+    safe = jnp.clip(target, 0, cfg.map_size - 1)
+    passable = jnp.asarray(PASSABLE)[tiles[safe[:, 0], safe[:, 1]]]
+    go = agents.alive & (agents.freeze == 0) & on_map & passable
+    return agents.replace(pos=jnp.where(go[:, None], target, agents.pos))
+
+
+def choose_attacks(agents: Agents, entity_ids: jnp.ndarray, actions: Actions,
+                   params: Params, cfg: Config) -> Attacks:
+    """Resolves each agent's (style, target slot) against the observation it acted on.
+
+    Positions are those at observation time, so call this before `move`. A style outside
+    [0, 3), a target outside [1, K), an empty slot or a target out of the style's range
+    is no attack.
+    """
+    n, k = cfg.n_agents, cfg.n_entities
+    style_ok = (actions.style >= 0) & (actions.style < N_STYLES)
+    slot_ok = (actions.target >= 1) & (actions.target < k)
+    style = jnp.where(style_ok, actions.style, 0)
+    slot = jnp.where(slot_ok, actions.target, 0)
+    target = jnp.take_along_axis(entity_ids, slot[:, None], axis=1)[:, 0]
+    reach = jnp.max(jnp.abs(agents.pos[jnp.maximum(target, 0)] - agents.pos), axis=1)
+    lands = (agents.alive & style_ok & slot_ok & (target >= 0)
+             & (target != jnp.arange(n)) & (reach <= params.ranges[style]))
+    return Attacks(
+        target=jnp.where(lands, target, n),
+        style=jnp.where(lands, style, -1),
+        damage=jnp.where(lands, params.damages[style], 0),
+    )
+
+
+def attack(agents: Agents, attacks: Attacks, params: Params, cfg: Config
+           ) -> tuple[Agents, jnp.ndarray, jnp.ndarray]:
+    """Applies damage, vampirism and mage freeze; hits on one target add up.
+
+    Immune targets take no health damage but are still drained and frozen (as in the
+    original). Vampirism moves floor(damage * vampirism) food and water from the target
+    to the attacker, each side clamped to [0, max]. A mage hit sets the target's freeze
+    to at least `mage_freeze` after this tick's upkeep decrement, so the target loses
+    its next `mage_freeze` moves (see `thaw`). Returns the agents, the freeze each agent
+    receives this tick ([N] int32) and the health damage each attack dealt ([N] int32).
+    """
+    n = cfg.n_agents
+    immune = agents.time_alive < params.immunity_ticks
+    incoming = jnp.zeros((n,), jnp.int32).at[attacks.target].add(attacks.damage, mode="drop")
+    taken = jnp.where(immune, 0, incoming)
+    drain = jnp.floor(attacks.damage * params.vampirism).astype(jnp.int32)
+    drained = jnp.zeros((n,), jnp.int32).at[attacks.target].add(drain, mode="drop")
+    freeze = jnp.where(attacks.style == MAGE, params.mage_freeze, 0)
+    frozen = jnp.zeros((n,), jnp.int32).at[attacks.target].max(freeze, mode="drop")
+    target_immune = immune[jnp.minimum(attacks.target, n - 1)] & (attacks.target < n)
+    dealt = jnp.where(target_immune, 0, attacks.damage)
+    agents = agents.replace(
+        health=_clamp(agents.health - taken, params.max_health).astype(jnp.int16),
+        food=_clamp(agents.food - drained + drain, params.max_food).astype(jnp.int16),
+        water=_clamp(agents.water - drained + drain, params.max_water).astype(jnp.int16),
+        damage=taken.astype(jnp.int16),
+        last_style=attacks.style.astype(jnp.int8),
+        last_target=jnp.where(attacks.target < n, attacks.target, -1),
+    )
+    return agents, frozen, dealt
+
+
+def forage_winners(key: jax.Array, agents: Agents, capacity: jnp.ndarray,
+                   terrain: jnp.ndarray, eligible: jnp.ndarray, cfg: Config) -> jnp.ndarray:
+    """Which agents harvest the forest under them, [N] bool; one random winner per tile.
+
+    Each candidate draws a random priority (random high bits, slot in the low bits so
+    ties cannot happen) and the highest priority on each tile wins.
+    """
+    n, side = cfg.n_agents, cfg.map_size
+    r, c = agents.pos[:, 0], agents.pos[:, 1]
+    candidate = eligible & (terrain[r, c] == FOREST) & (capacity[r, c] > 0)
+    bits = max(int(n - 1).bit_length(), 1)
+    noise = jax.random.randint(key, (n,), 0, 2 ** (31 - bits), jnp.int32)
+    priority = jnp.where(candidate, (noise << bits) | jnp.arange(n, dtype=jnp.int32), -1)
+    flat = r * side + c
+    best = jnp.full((side * side,), -1, jnp.int32).at[flat].max(priority)
+    return candidate & (best[flat] == priority)
+
+
+def next_to_water(agents: Agents, tiles: jnp.ndarray, cfg: Config) -> jnp.ndarray:
+    """Whether any 4-neighbour of each agent is water, [N] bool."""
+    neighbours = agents.pos[:, None, :] + jnp.asarray(MOVE_DELTAS[1:], jnp.int32)[None]
+    inside = jnp.all((neighbours >= 0) & (neighbours < cfg.map_size), axis=2)
+    safe = jnp.clip(neighbours, 0, cfg.map_size - 1)
+    return jnp.any(inside & (tiles[safe[..., 0], safe[..., 1]] == WATER), axis=1)
+
+
+def upkeep(key: jax.Array, state: State, agents: Agents, living: jnp.ndarray,
+           params: Params, cfg: Config) -> tuple[Agents, jnp.ndarray, jnp.ndarray]:
+    """SPEC §3 upkeep for the `living` agents, in order.
+
+    Freeze -1, lava, forage and drink, regenerate, hunger and thirst, starve, age.
+    Returns the agents, the new tile capacities and the cause of each upkeep death
+    ([N] int8, 0 where none).
+    """
+    r, c = agents.pos[:, 0], agents.pos[:, 1]
+    on_lava = living & (state.tiles[r, c] == LAVA)
+    active = living & ~on_lava
+    harvest = forage_winners(key, agents, state.capacity, state.terrain, active, cfg)
+    capacity = state.capacity.at[r, c].add(-harvest.astype(jnp.int8))
+    drink = active & next_to_water(agents, state.tiles, cfg)
+    food = _clamp(agents.food + harvest * params.forage_food, params.max_food)
+    water = _clamp(agents.water + drink * params.drink_water, params.max_water)
+    fed = (2 * food > params.max_food) & (2 * water > params.max_water)
+    health = _clamp(agents.health + fed, params.max_health)
+    food = _clamp(food - 1, params.max_food)
+    water = _clamp(water - 1, params.max_water)
+    health = _clamp(health - (food == 0) - (water == 0), params.max_health)
+    starved = active & (health <= 0)
+    agents = agents.replace(
+        health=jnp.where(active, health, agents.health).astype(jnp.int16),
+        food=jnp.where(active, food, agents.food).astype(jnp.int16),
+        water=jnp.where(active, water, agents.water).astype(jnp.int16),
+        time_alive=jnp.where(active, agents.time_alive + 1, agents.time_alive))
+    cause = jnp.where(on_lava, DIED_LAVA, jnp.where(starved, DIED_STARVATION, 0))
+    return agents, capacity, cause.astype(jnp.int8)
+
+
+def thaw(agents: Agents, frozen: jnp.ndarray, living: jnp.ndarray) -> Agents:
+    """Upkeep step 1: freeze -1 for the living, then this tick's mage hits (`frozen`)."""
+    ticked = jnp.where(living, jnp.maximum(agents.freeze - 1, 0), agents.freeze)
+    return agents.replace(freeze=jnp.maximum(ticked, frozen).astype(jnp.int16))
+
+
+def spawn(key: jax.Array, agents: Agents, params: Params, cfg: Config
+          ) -> tuple[Agents, jnp.ndarray]:
+    """Fills up to `spawn_per_tick` random empty slots with fresh agents on the spawn ring.
+
+    Returns the agents and the mask of slots spawned ([N] bool).
+    """
+    n = cfg.n_agents
+    slot_key, ring_key = jax.random.split(key)
+    ring = jnp.asarray(spawn_ring(cfg))
+    free = ~agents.alive
+    priority = jnp.where(free, jax.random.uniform(slot_key, (n,)), -1.0)
+    rank = jnp.argsort(jnp.argsort(-priority))
+    born = free & (rank < params.spawn_per_tick)
+    place = ring[jax.random.randint(ring_key, (n,), 0, ring.shape[0])]
+    fresh = fresh_agents(place, params, cfg)
+    agents = jax.tree.map(lambda a, b: jnp.where(_expand(born, a), a, b), fresh, agents)
+    return agents, born
+
+
+def _expand(mask: jnp.ndarray, like: jnp.ndarray) -> jnp.ndarray:
+    return mask.reshape(mask.shape + (1,) * (like.ndim - 1))
+
+
+def fresh_agents(pos: jnp.ndarray, params: Params, cfg: Config) -> Agents:
+    """A full set of live, newborn agents at `pos` ([N, 2]) with full stats."""
+    n = cfg.n_agents
+    full = lambda v: jnp.full((n,), v, jnp.int16)  # noqa: E731
+    return Agents(
+        pos=pos.astype(jnp.int32), health=full(params.max_health), food=full(params.max_food),
+        water=full(params.max_water), freeze=full(0), time_alive=jnp.zeros((n,), jnp.int32),
+        damage=full(0), population=jnp.arange(n, dtype=jnp.int32) % cfg.n_pops,
+        alive=jnp.ones((n,), bool), last_style=jnp.full((n,), -1, jnp.int8),
+        last_target=jnp.full((n,), -1, jnp.int32))
+
+
+def empty_agents(cfg: Config, params: Params) -> Agents:
+    """All slots empty (dead) at the map's corner."""
+    agents = fresh_agents(jnp.zeros((cfg.n_agents, 2), jnp.int32), params, cfg)
+    return agents.replace(alive=jnp.zeros((cfg.n_agents,), bool))
+
+
+def regrow(key: jax.Array, terrain: jnp.ndarray, capacity: jnp.ndarray,
+           params: Params) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Each depleted forest tile gains 1 capacity with probability `regrow_prob`.
+
+    Returns the capacities and the current tile types (a forest below full shows as
+    scrub). The draw uses 16 random bits per tile.
+    """
+    depleted = (terrain == FOREST) & (capacity < params.forest_capacity)
+    threshold = jnp.round(params.regrow_prob * 65536.0).astype(jnp.uint32)
+    grows = jax.random.bits(key, terrain.shape, jnp.uint16).astype(jnp.uint32) < threshold
+    capacity = capacity + (depleted & grows).astype(jnp.int8)
+    return capacity, current_tiles(terrain, capacity, params)
+
+
+def current_tiles(terrain: jnp.ndarray, capacity: jnp.ndarray, params: Params) -> jnp.ndarray:
+    """Tile types as shown: forest below full capacity shows as scrub, [H, W] int8."""
+    depleted = (terrain == FOREST) & (capacity < params.forest_capacity)
+    return jnp.where(depleted, SCRUB, terrain).astype(jnp.int8)
+
+
+def count_visits(visits: jnp.ndarray, agents: Agents) -> jnp.ndarray:
+    """Adds one visit per live agent to its population's count of its tile."""
+    return visits.at[agents.population, agents.pos[:, 0], agents.pos[:, 1]].add(
+        agents.alive.astype(jnp.int32))
+
+
+def per_population(x: jnp.ndarray, cfg: Config) -> jnp.ndarray:
+    """Sums a per-slot array over each population (slot i is in population i % P), [P]."""
+    return x.reshape(cfg.pop_size, cfg.n_pops).sum(axis=0)
+
+
+def tick(key: jax.Array, state: State, actions: Actions, params: Params, cfg: Config
+         ) -> tuple[State, jnp.ndarray, jnp.ndarray, Info]:
+    """One tick of a realm; returns the new state (observation not yet taken), reward,
+    done and info."""
+    forage_key, spawn_key, regrow_key = jax.random.split(key, 3)
+    before = state.agents
+    attacks = choose_attacks(before, state.entity_ids, actions, params, cfg)
+    agents = move(before, state.tiles, actions, cfg)
+    agents, frozen, dealt = attack(agents, attacks, params, cfg)
+    slain = before.alive & (agents.health <= 0)
+    living = before.alive & ~slain
+    agents = thaw(agents, frozen, living)
+    agents, capacity, cause = upkeep(forage_key, state, agents, living, params, cfg)
+    cause = jnp.where(slain, DIED_COMBAT, cause).astype(jnp.int8)
+    died = cause > 0
+    lifetime = jnp.where(died, before.time_alive + 1, 0)
+    agents = agents.replace(alive=agents.alive & ~died)
+    agents, born = spawn(spawn_key, agents, params, cfg)
+    capacity, tiles = regrow(regrow_key, state.terrain, capacity, params)
+    survived = before.alive & ~died
+    reward = jnp.where(params.reward_mode == 1, survived, -died.astype(jnp.float32))
+    info = Info(
+        lifetime=lifetime, cause=cause, spawned=born,
+        pop_alive=per_population(agents.alive.astype(jnp.int32), cfg),
+        pop_deaths=per_population(died.astype(jnp.int32), cfg),
+        pop_lifetime=per_population(lifetime, cfg),
+        damage_dealt=dealt)
+    state = state.replace(agents=agents, capacity=capacity, tiles=tiles,
+                          visits=count_visits(state.visits, agents), tick=state.tick + 1)
+    return state, reward.astype(jnp.float32), died, info

@@ -1,0 +1,165 @@
+"""Observations and target masks (SPEC §6), through a grid index of agents.
+
+Who stands near whom is answered by a per-tile index scattered from positions: the
+first `max_stack` live agents of every tile (lowest slot first) and the live count of
+every tile. An observer reads its window of counts in a fixed nearest-first order, and
+the k-th nearest neighbour is found from the running sum of those counts; the work per
+agent is proportional to the view, never to the number of agents.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from nmmo_jax.config import LAVA, Config, Params
+from nmmo_jax.state import Agents, Observation, State
+
+
+@struct.dataclass
+class GridIndex:
+    """Agents by tile.
+
+    Attributes:
+      stack: [S, H*W] int32, the s-th lowest live slot on each tile, N where none.
+      count: [H*W] int32, live agents on each tile.
+      layer: [N] int32, the layer s at which each live agent sits, S if unindexed.
+    """
+
+    stack: jnp.ndarray
+    count: jnp.ndarray
+    layer: jnp.ndarray
+
+
+def build_index(agents: Agents, cfg: Config) -> GridIndex:
+    """Scatters live agents into `max_stack` layers of a tile grid (O(N + H*W) per layer)."""
+    n, cells = cfg.n_agents, cfg.map_size * cfg.map_size
+    flat = agents.pos[:, 0] * cfg.map_size + agents.pos[:, 1]
+    slots = jnp.arange(n, dtype=jnp.int32)
+    left = agents.alive
+    layer = jnp.full((n,), cfg.max_stack, jnp.int32)
+    stack = []
+    for s in range(cfg.max_stack):
+        head = jnp.full((cells,), n, jnp.int32).at[flat].min(jnp.where(left, slots, n))
+        placed = left & (head[flat] == slots)
+        layer = jnp.where(placed, s, layer)
+        left = left & ~placed
+        stack.append(head)
+    count = jnp.zeros((cells,), jnp.int32).at[flat].add(agents.alive.astype(jnp.int32))
+    return GridIndex(jnp.stack(stack), count, layer)
+
+
+def view_order(cfg: Config) -> np.ndarray:
+    """Window offsets (drow, dcol) nearest first, [V*V, 2] int32; the centre comes first.
+
+    Order: Chebyshev distance, then squared Euclidean distance, then row, then column.
+    """
+    r = cfg.view_radius
+    offsets = [(dr, dc) for dr in range(-r, r + 1) for dc in range(-r, r + 1)]
+    offsets.sort(key=lambda d: (max(abs(d[0]), abs(d[1])), d[0] ** 2 + d[1] ** 2, d[0], d[1]))
+    return np.asarray(offsets, np.int32)
+
+
+def _window(grid: jnp.ndarray, pos: jnp.ndarray, radius: int, fill: int) -> jnp.ndarray:
+    """The (2r+1)^2 window of a [H, W] grid around each position, [N, V, V]."""
+    padded = jnp.pad(grid, radius, constant_values=fill)
+    size = 2 * radius + 1
+    return jax.vmap(lambda p: jax.lax.dynamic_slice(padded, (p[0], p[1]), (size, size)))(pos)
+
+
+def nearest_entities(agents: Agents, index: GridIndex, cfg: Config) -> jnp.ndarray:
+    """The K nearest live agents in each observer's view, [N, K] int32, -1 where empty.
+
+    Slot 0 is the observer; the others follow `view_order`, and agents sharing a tile
+    follow their slot order. Dead observers see nothing (all -1).
+    """
+    n, k, r, side = cfg.n_agents, cfg.n_entities, cfg.view_radius, cfg.map_size
+    order = jnp.asarray(view_order(cfg))  # [T, 2]
+    count_grid = jnp.minimum(index.count, cfg.max_stack).reshape(side, side)
+    counts = _window(count_grid, agents.pos, r, 0).reshape(n, -1)  # [N, T] row-major
+    flat_order = (order[:, 0] + r) * cfg.view_size + (order[:, 1] + r)
+    counts = counts[:, flat_order]  # [N, T] nearest first
+    self_seen = index.layer < cfg.max_stack
+    counts = counts.at[:, 0].add(-self_seen.astype(jnp.int32))  # others on own tile
+    ends = jnp.cumsum(counts, axis=1)  # [N, T]
+    rank = jnp.arange(k - 1, dtype=jnp.int32)  # j-th other agent, [K-1]
+    tile = jnp.sum(ends[:, None, :] <= rank[None, :, None], axis=2)  # [N, K-1]
+    found = tile < order.shape[0]
+    tile = jnp.minimum(tile, order.shape[0] - 1)
+    start = jnp.take_along_axis(ends - counts, tile, axis=1)
+    layer = rank[None, :] - start
+    on_own_tile = tile == 0
+    layer = jnp.where(on_own_tile & (layer >= index.layer[:, None]), layer + 1, layer)
+    cell = agents.pos[:, None, :] + order[tile]  # [N, K-1, 2]
+    inside = jnp.all((cell >= 0) & (cell < side), axis=2)
+    flat = jnp.clip(cell[..., 0], 0, side - 1) * side + jnp.clip(cell[..., 1], 0, side - 1)
+    layer = jnp.clip(layer, 0, cfg.max_stack - 1)
+    others = index.stack[layer, flat]
+    others = jnp.where(found & inside & (others < n), others, -1)
+    slots = jnp.arange(n, dtype=jnp.int32)
+    ids = jnp.concatenate([slots[:, None], others], axis=1)
+    return jnp.where(agents.alive[:, None], ids, -1)
+
+
+def entity_features(agents: Agents, observer: jnp.ndarray, ids: jnp.ndarray,
+                    params: Params, cfg: Config) -> jnp.ndarray:
+    """The 11 features of agents `ids` as seen by `observer`, [..., 11] float32; 0 if id < 0."""
+    safe = jnp.maximum(ids, 0)
+    pos = agents.pos[safe].astype(jnp.float32)
+    delta = pos - agents.pos[observer].astype(jnp.float32)
+
+    def centred(x: jnp.ndarray, top: jnp.ndarray) -> jnp.ndarray:
+        top = top.astype(jnp.float32)
+        return (x[safe].astype(jnp.float32) - top / 2) / top
+
+    same = agents.population[safe] == agents.population[observer]
+    freeze_scale = jnp.maximum(params.mage_freeze, 1).astype(jnp.float32)
+    feats = jnp.stack([
+        agents.time_alive[safe].astype(jnp.float32) / 100.0,
+        centred(agents.health, params.max_health),
+        centred(agents.food, params.max_food),
+        centred(agents.water, params.max_water),
+        (pos[..., 0] - cfg.map_size / 2) / cfg.map_size,
+        (pos[..., 1] - cfg.map_size / 2) / cfg.map_size,
+        delta[..., 0] / max(cfg.view_radius, 1),
+        delta[..., 1] / max(cfg.view_radius, 1),
+        agents.damage[safe].astype(jnp.float32) / params.max_health.astype(jnp.float32),
+        jnp.where(same, 0.5, -0.5),
+        agents.freeze[safe].astype(jnp.float32) / freeze_scale,
+    ], axis=-1)
+    return jnp.where((ids >= 0)[..., None], feats, 0.0)
+
+
+def target_mask(agents: Agents, ids: jnp.ndarray, params: Params) -> jnp.ndarray:
+    """Which entity slots each style can hit, [N, 3, K] bool; slot 0 (no-op) always True."""
+    offset = agents.pos[jnp.maximum(ids, 0)] - agents.pos[:, None, :]
+    distance = jnp.max(jnp.abs(offset), axis=-1)  # Chebyshev, [N, K]
+    mask = (ids >= 0)[:, None, :] & (distance[:, None, :] <= params.ranges[None, :, None])
+    return mask.at[:, :, 0].set(True)
+
+
+def observe(state: State, params: Params, cfg: Config) -> tuple[Observation, jnp.ndarray]:
+    """The observation of every slot and the entity ids behind it ([N, K] int32)."""
+    agents = state.agents
+    index = build_index(agents, cfg)
+    ids = nearest_entities(agents, index, cfg)
+    alive = agents.alive
+    r, side = cfg.view_radius, cfg.map_size
+    tiles = _window(state.tiles, agents.pos, r, LAVA)
+    counts = _window(jnp.minimum(index.count, 127).reshape(side, side).astype(jnp.int8),
+                     agents.pos, r, 0)
+    observer = jnp.arange(cfg.n_agents)[:, None]
+    entities = entity_features(agents, observer, ids, params, cfg)
+    obs = Observation(
+        tiles=jnp.where(alive[:, None, None], tiles, 0).astype(jnp.int8),
+        counts=jnp.where(alive[:, None, None], counts, 0).astype(jnp.int8),
+        own=entities[:, 0],
+        entities=entities,
+        entity_mask=ids >= 0,
+        target_mask=target_mask(agents, ids, params),
+        alive=alive,
+        population=agents.population,
+    )
+    return obs, ids
