@@ -126,6 +126,9 @@ def params(**values: Any) -> Params:
 
 
 def _check_params(p: dict[str, Any]) -> None:
+    for name in sorted(_INT_PARAMS):
+        if not float(p[name]).is_integer():
+            raise ValueError(f"{name} must be a whole number, got {p[name]}")
     for name in ("max_health", "max_food", "max_water", "forest_capacity"):
         if p[name] < 1:
             raise ValueError(f"{name} must be >= 1, got {p[name]}")
@@ -141,7 +144,7 @@ def _check_params(p: dict[str, Any]) -> None:
     for name in ("regrow_prob",):
         if not 0.0 <= p[name] <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {p[name]}")
-    if p["vampirism"] < 0:
+    if not p["vampirism"] >= 0:  # also rejects NaN
         raise ValueError(f"vampirism must be >= 0, got {p['vampirism']}")
     if p["reward_mode"] not in REWARD_MODES.values():
         raise ValueError(f"reward_mode must be 0 ('death') or 1 ('alive'), got {p['reward_mode']}")

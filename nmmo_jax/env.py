@@ -166,7 +166,8 @@ class Env:
             if bad.size:
                 i = bad[0]
                 raise ValueError(f"agent {i}: {name} {value[i]} is not in [0, {top})")
-        legal = mask[np.arange(n), style, target]
+        # Live agents are in range here; clipping only keeps dead slots' values in bounds.
+        legal = mask[np.arange(n), np.clip(style, 0, N_STYLES - 1), np.clip(target, 0, k - 1)]
         bad = np.flatnonzero(alive & ~legal)
         if bad.size:
             i = bad[0]

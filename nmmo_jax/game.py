@@ -212,14 +212,17 @@ def empty_agents(cfg: Config, params: Params) -> Agents:
     return agents.replace(alive=jnp.zeros((cfg.n_agents,), bool))
 
 
-def regrow(key: jax.Array, terrain: jnp.ndarray, capacity: jnp.ndarray,
+def regrow(key: jax.Array, terrain: jnp.ndarray, before: jnp.ndarray, capacity: jnp.ndarray,
            params: Params) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Each depleted forest tile gains 1 capacity with probability `regrow_prob`.
+    """Each forest tile depleted at the start of the tick (capacities `before` this
+    tick's harvest) gains 1 capacity with probability `regrow_prob`.
 
-    Returns the capacities and the current tile types (a forest below full shows as
-    scrub). The draw uses 16 random bits per tile.
+    A tile harvested this tick therefore shows as scrub in at least the next
+    observation, whatever `regrow_prob`. Returns the capacities (`capacity` plus
+    growth) and the current tile types (a forest below full shows as scrub). The draw
+    uses 16 random bits per tile.
     """
-    depleted = (terrain == FOREST) & (capacity < params.forest_capacity)
+    depleted = (terrain == FOREST) & (before < params.forest_capacity)
     threshold = jnp.round(params.regrow_prob * 65536.0).astype(jnp.uint32)
     grows = jax.random.bits(key, terrain.shape, jnp.uint16).astype(jnp.uint32) < threshold
     capacity = capacity + (depleted & grows).astype(jnp.int8)
@@ -261,7 +264,7 @@ def tick(key: jax.Array, state: State, actions: Actions, params: Params, cfg: Co
     lifetime = jnp.where(died, before.time_alive + 1, 0)
     agents = agents.replace(alive=agents.alive & ~died)
     agents, born = spawn(spawn_key, agents, params, cfg)
-    capacity, tiles = regrow(regrow_key, state.terrain, capacity, params)
+    capacity, tiles = regrow(regrow_key, state.terrain, state.capacity, capacity, params)
     survived = before.alive & ~died
     reward = jnp.where(params.reward_mode == 1, survived, -died.astype(jnp.float32))
     info = Info(

@@ -1,0 +1,123 @@
+"""Config and params: SPEC's defaults, the presets, and clear errors for bad values."""
+
+import jax.numpy as jnp
+import pytest
+
+import nmmo_jax
+from nmmo_jax.config import PARAM_FIELDS
+
+
+def test_defaults_follow_the_spec():
+    cfg = nmmo_jax.config()
+    assert (cfg.map_size, cfg.lava_border, cfg.interior) == (80, 9, 60)
+    assert (cfg.n_agents, cfg.n_pops, cfg.pop_size) == (128, 8, 16)
+    assert (cfg.view_radius, cfg.view_size) == (7, 15)
+    p = cfg.params
+    assert [int(x) for x in (p.max_health, p.max_food, p.max_water)] == [10, 32, 32]
+    assert [int(x) for x in (p.forage_food, p.drink_water, p.forest_capacity)] == [5, 5, 1]
+    assert float(p.regrow_prob) == pytest.approx(0.025)
+    assert int(p.immunity_ticks) == 15 and int(p.mage_freeze) == 3
+    assert int(p.spawn_per_tick) == 1 and int(p.reward_mode) == 0
+
+
+@pytest.mark.parametrize("preset, ranges, damages, vampirism", [
+    ("chaos", [1, 2, 3], [10, 2, 1], 1.0),
+    ("base", [1, 4, 4], [10, 2, 1], 0.0),
+    ("law", [1, 4, 4], [0, 0, 0], 0.0),
+])
+def test_presets(preset, ranges, damages, vampirism):
+    p = nmmo_jax.config(preset).params
+    assert p.ranges.tolist() == ranges
+    assert p.damages.tolist() == damages
+    assert float(p.vampirism) == vampirism
+
+
+def test_law_has_no_freeze():
+    assert int(nmmo_jax.config("law").params.mage_freeze) == 0
+
+
+def test_overrides_reach_static_fields_and_params():
+    cfg = nmmo_jax.config("chaos", n_agents=32, melee_damage=5, reward_mode="alive")
+    assert cfg.n_agents == 32
+    assert int(cfg.params.melee_damage) == 5 and int(cfg.params.reward_mode) == 1
+    assert int(cfg.params.range_range) == 2  # the preset still applies
+
+
+def test_params_are_arrays_of_fixed_dtypes():
+    p = nmmo_jax.params()
+    for name in PARAM_FIELDS:
+        value = getattr(p, name)
+        assert value.shape == () and value.dtype in (jnp.int32, jnp.float32), name
+
+
+@pytest.mark.parametrize("field, value", [
+    ("map_size", -1), ("map_size", 0), ("n_agents", -8), ("n_pops", 0),
+    ("n_entities", 0), ("max_stack", 0), ("terrain_octaves", 0),
+    ("lava_border", -1), ("view_radius", -2), ("map_size", 32.0),
+])
+def test_bad_sizes_are_rejected_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        nmmo_jax.config(**{field: value})
+
+
+def test_agents_must_split_evenly_into_populations():
+    with pytest.raises(ValueError, match=r"n_agents \(10\) must be divisible by n_pops \(4\)"):
+        nmmo_jax.config(n_agents=10, n_pops=4)
+
+
+def test_view_larger_than_the_map_is_rejected():
+    with pytest.raises(ValueError, match="larger than the map"):
+        nmmo_jax.config(map_size=12, lava_border=2, view_radius=7)
+
+
+def test_map_too_small_for_its_border_is_rejected():
+    with pytest.raises(ValueError, match="no interior"):
+        nmmo_jax.config(map_size=20, lava_border=9, view_radius=2)
+
+
+def test_more_entity_slots_than_a_view_holds_is_rejected():
+    with pytest.raises(ValueError, match="n_entities"):
+        nmmo_jax.config(view_radius=0, max_stack=2, n_entities=3)
+
+
+def test_unknown_preset_is_rejected():
+    with pytest.raises(ValueError, match="unknown preset 'peace'"):
+        nmmo_jax.config("peace")
+
+
+def test_unknown_fields_are_rejected():
+    with pytest.raises(ValueError, match=r"unknown config fields \['n_agent'\]"):
+        nmmo_jax.config(n_agent=64)
+    with pytest.raises(ValueError, match=r"unknown params \['melee_dmg'\]"):
+        nmmo_jax.params(melee_dmg=3)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_probabilities_must_lie_in_zero_one(value):
+    with pytest.raises(ValueError, match=r"regrow_prob must be in \[0, 1\]"):
+        nmmo_jax.params(regrow_prob=value)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("max_health", 0), ("max_food", -1), ("forest_capacity", 0), ("forage_food", -5),
+    ("melee_damage", -1), ("mage_range", -1), ("mage_freeze", -3), ("spawn_per_tick", -1),
+    ("immunity_ticks", -1), ("vampirism", -0.5), ("vampirism", float("nan")),
+    ("max_water", 40000), ("melee_damage", 2.5), ("mage_freeze", float("inf")),
+])
+def test_impossible_rule_numbers_are_rejected(field, value):
+    with pytest.raises(ValueError, match=field):
+        nmmo_jax.params(**{field: value})
+
+
+def test_reward_mode_must_be_known():
+    with pytest.raises(ValueError, match="reward_mode"):
+        nmmo_jax.params(reward_mode="score")
+    with pytest.raises(ValueError, match="reward_mode"):
+        nmmo_jax.params(reward_mode=2)
+
+
+def test_terrain_thresholds_must_be_ordered():
+    with pytest.raises(ValueError, match="thresholds"):
+        nmmo_jax.params(water_threshold=0.6, grass_threshold=0.5)
+    with pytest.raises(ValueError, match="thresholds"):
+        nmmo_jax.params(forest_threshold=1.2)
