@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 REWARD_MODES = {"death": 0, "alive": 1}
@@ -186,12 +187,12 @@ class Config:
     def __post_init__(self) -> None:
         for name in ("map_size", "n_agents", "n_pops", "n_entities", "max_stack",
                      "terrain_octaves"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            value = _whole(self, name)
+            if value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         for name in ("lava_border", "view_radius"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
+            value = _whole(self, name)
+            if value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
         if self.n_agents % self.n_pops:
             raise ValueError(
@@ -230,6 +231,15 @@ class Config:
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
+
+
+def _whole(cfg: Config, name: str) -> int:
+    """The static field `name` as a Python int (numpy ints accepted); raises otherwise."""
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    object.__setattr__(cfg, name, int(value))
+    return int(value)
 
 
 STATIC_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.name not in ("params", "preset"))

@@ -20,7 +20,7 @@ class Agents:
       health, food, water: [N] int16, in [0, max].
       freeze: [N] int16, ticks the agent still cannot move.
       time_alive: [N] int32, ticks lived (0 on the spawn tick's observation).
-      damage: [N] int16, health damage taken last tick (before immunity).
+      damage: [N] int16, health damage taken last tick (0 while immune).
       population: [N] int32, slot % n_pops.
       alive: [N] bool.
       last_style: [N] int8, style of the attack made last tick, -1 for none.

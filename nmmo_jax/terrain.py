@@ -26,13 +26,14 @@ def _hash(ix: jnp.ndarray, iy: jnp.ndarray, seed: jnp.ndarray) -> jnp.ndarray:
     return h ^ (h >> 16)
 
 
-# Perlin noise rarely leaves [-0.5, 0.5]; this gain spreads it like the simplex noise of
-# the original generator before it is mapped to [0, 1] (values past the ends clip).
-NOISE_GAIN = 1.5
+# Perlin noise rarely leaves [-0.5, 0.5]; a tanh with this gain spreads it like the
+# simplex noise of the original generator, without reaching the ends (where the ridge is
+# exactly 0, the value that SPEC reserves for lava).
+NOISE_GAIN = 1.75
 
 
 def gradient_noise(x: jnp.ndarray, y: jnp.ndarray, seed: jnp.ndarray) -> jnp.ndarray:
-    """2-D Perlin gradient noise at points (x, y), spread and clipped to [0, 1]."""
+    """2-D Perlin gradient noise at points (x, y), spread over (0, 1)."""
     x0, y0 = jnp.floor(x), jnp.floor(y)
     fx, fy = x - x0, y - y0
     ix, iy = x0.astype(jnp.int32), y0.astype(jnp.int32)
@@ -47,8 +48,8 @@ def gradient_noise(x: jnp.ndarray, y: jnp.ndarray, seed: jnp.ndarray) -> jnp.nda
     u, v = fade(fx), fade(fy)
     bottom = corner(0, 0) + u * (corner(1, 0) - corner(0, 0))
     top = corner(0, 1) + u * (corner(1, 1) - corner(0, 1))
-    n = (bottom + v * (top - bottom)) * (math.sqrt(2.0) * NOISE_GAIN)
-    return jnp.clip((n + 1.0) * 0.5, 0.0, 1.0)
+    n = jnp.tanh((bottom + v * (top - bottom)) * (math.sqrt(2.0) * NOISE_GAIN))
+    return (n + 1.0) * 0.5
 
 
 def ridged_field(key: jax.Array, cfg: Config) -> jnp.ndarray:
