@@ -17,6 +17,7 @@ from nmmo_jax.policies import random_policy
 from nmmo_jax.wrappers import Lifetimes, RealmHorizon, distinct_tiles, visits_by_tile_type
 
 TICKS = 120
+policy = jax.jit(random_policy)
 
 
 def wild_actions(key, obs, k):
@@ -175,7 +176,7 @@ def _short_rollout(env, key, ticks=3):
     obs, state = env.reset(key)
     out = []
     for t in range(ticks):
-        actions = random_policy(jax.random.fold_in(key, t), obs)
+        actions = policy(jax.random.fold_in(key, t), obs)
         obs, state, reward, done, info = env.step(jax.random.fold_in(key, 100 + t), state, actions)
         out.append((obs, state, reward, done))
     return out
@@ -187,22 +188,25 @@ def _assert_trees_equal(a, b):
 
 def test_jit_equals_no_jit(small_env):
     key = jax.random.key(11)
-    jitted = _short_rollout(small_env, key, 2)
+    obs, state = small_env.reset(key)
+    actions = policy(key, obs)
+    jitted = small_env.step(key, state, actions)
     with jax.disable_jit():
-        eager = _short_rollout(small_env, key, 2)
+        eager = small_env.step(key, state, actions)
     _assert_trees_equal(jitted, eager)
 
 
 def test_vmap_over_realms_equals_a_loop(small_env):
     keys = jax.random.split(jax.random.key(5), 3)
     params = small_env.default_params
-    obs, state = jax.vmap(small_env.reset, (0, None))(keys, params)
-    actions = jax.vmap(random_policy)(keys, obs)
-    batched = jax.vmap(small_env.step, (0, 0, 0, None))(keys, state, actions, params)
+
+    def realm(key):
+        obs, state = small_env.reset(key, params)
+        return small_env.step(key, state, policy(key, obs), params)
+
+    batched = jax.jit(jax.vmap(realm))(keys)
     for i in range(3):
-        o, s = small_env.reset(keys[i], params)
-        single = small_env.step(keys[i], s, random_policy(keys[i], o), params)
-        _assert_trees_equal(jax.tree.map(lambda x: x[i], batched), single)
+        _assert_trees_equal(jax.tree.map(lambda x: x[i], batched), realm(keys[i]))
 
 
 def test_same_key_same_trajectory_other_key_other(small_env):
@@ -216,12 +220,12 @@ def test_same_key_same_trajectory_other_key_other(small_env):
 def test_step_compiles_once_for_new_keys_and_params(small_cfg):
     env = nmmo_jax.Env(small_cfg)
     obs, state = env.reset(jax.random.key(0))
-    actions = random_policy(jax.random.key(1), obs)
+    actions = policy(jax.random.key(1), obs)
     for i, damage in enumerate((10, 3, 0, 7)):
         params = env.default_params.replace(melee_damage=jnp.int32(damage),
                                             regrow_prob=jnp.float32(0.1 * i))
         obs, state, *_ = env.step(jax.random.key(i), state, actions, params)
-        actions = random_policy(jax.random.key(i + 5), obs)
+        actions = policy(jax.random.key(i + 5), obs)
     assert env.step._cache_size() == 1
 
 
@@ -241,7 +245,7 @@ def test_realm_horizon_regenerates_the_map(small_env):
     first_map = np.asarray(state.terrain)
     for t in range(4):
         obs, state, reward, done, info = horizon.step(
-            jax.random.fold_in(key, t), state, random_policy(jax.random.fold_in(key, 9 + t), obs))
+            jax.random.fold_in(key, t), state, policy(jax.random.fold_in(key, 9 + t), obs))
     assert int(state.tick) == 0
     assert not np.array_equal(np.asarray(state.terrain), first_map)
     assert np.all(np.asarray(info.lifetime)[np.asarray(done)] > 0)
