@@ -1,0 +1,191 @@
+"""Baseline policies: uniform random, a scripted forager and a scripted fighter.
+
+Every policy is a pure, jittable function `policy(key, obs) -> Actions` of one realm's
+`Observation` (leading axis N, one row per slot); vmap it over realms. They read only
+the observation, so they are fair opponents for a learned policy and a floor to beat.
+
+The scripted movement is a shortest-path walk inside the agent's view window: a
+breadth-first distance field (relaxed over the walkable tiles of the window, all agents
+at once) from the tiles the agent wants to reach, then one step downhill. Walkable
+means passable and not lava (grass, scrub, forest), so a scripted agent never steps on
+lava, water, stone or ore.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nmmo_jax.config import (FOREST, LAVA, MOVE_DELTAS, N_MOVES, N_STYLES, PASSABLE, WATER)
+from nmmo_jax.state import Actions, Observation
+
+Policy = Callable[[jax.Array, Observation], Actions]
+
+# Tile ids a scripted agent may step on: passable and not lava. [7] bool.
+WALKABLE = np.array([passable and tile != LAVA for tile, passable in enumerate(PASSABLE)])
+
+# Feature columns of `Observation.own` / `.entities` (see `state.Observation`).
+_TIME, _HEALTH, _FOOD, _WATER, _SAME_POP = 0, 1, 2, 3, 9
+
+
+def random_policy(key: jax.Array, obs: Observation) -> Actions:
+    """Uniform move, uniform style, and a target uniform among the slots that style can
+    hit (its `target_mask` row, which always holds slot 0, the no-op)."""
+    n = obs.alive.shape[0]
+    move_key, style_key, target_key = jax.random.split(key, 3)
+    move = jax.random.randint(move_key, (n,), 0, N_MOVES)
+    style = jax.random.randint(style_key, (n,), 0, N_STYLES)
+    legal = jnp.take_along_axis(obs.target_mask, style[:, None, None], axis=1)[:, 0]  # [N, K]
+    target = jax.random.categorical(target_key, jnp.where(legal, 0.0, -jnp.inf))
+    return Actions(move=move.astype(jnp.int32), style=style.astype(jnp.int32),
+                   target=target.astype(jnp.int32))
+
+
+def make_forager(food_threshold: float = 0.6, water_threshold: float = 0.6,
+                 heading_ticks: int = 16) -> Policy:
+    """A scripted survivor that never attacks (target 0).
+
+    When water is at or below `water_threshold` of its maximum it walks to the nearest
+    tile in view that is 4-adjacent to water and stays there (drinking); when food is
+    at or below `food_threshold` it walks to the nearest forest in view and stands on
+    it (eating); when both are low it serves the lower one first. Otherwise, or when
+    no such tile is reachable in view, it explores: it heads for the far edge of its
+    window in a heading that changes every `heading_ticks` ticks of its life (a hash
+    of its slot and age, so agents fan out), bending toward the other edges around
+    obstacles.
+    """
+
+    def forager(key: jax.Array, obs: Observation) -> Actions:
+        move = forage_moves(key, obs, food_threshold, water_threshold, heading_ticks)
+        zeros = jnp.zeros_like(move)
+        return Actions(move=move, style=zeros, target=zeros)
+
+    return forager
+
+
+def make_fighter(food_threshold: float = 0.6, water_threshold: float = 0.6,
+                 heading_ticks: int = 16) -> Policy:
+    """The forager's moves plus an attack on the weakest enemy in range.
+
+    An enemy is a filled entity slot of another population (same-population feature
+    -0.5). Among the enemies that some style can reach (`target_mask`), the one with
+    the lowest health is attacked, with the first style that reaches it in the order
+    melee, range, mage (the order of falling damage in the Chaos rules).
+    """
+    forager = make_forager(food_threshold, water_threshold, heading_ticks)
+
+    def fighter(key: jax.Array, obs: Observation) -> Actions:
+        style, target = weakest_enemy_attack(obs)
+        return forager(key, obs).replace(style=style, target=target)
+
+    return fighter
+
+
+def weakest_enemy_attack(obs: Observation) -> tuple[jax.Array, jax.Array]:
+    """(style [N], target [N]) int32 attacking the weakest enemy in range; (0, 0), the
+    no-op, for agents with none."""
+    enemy = obs.entity_mask & (obs.entities[..., _SAME_POP] < 0)  # [N, K]
+    reachable = enemy & jnp.any(obs.target_mask, axis=1)  # [N, K]
+    health = jnp.where(reachable, obs.entities[..., _HEALTH], jnp.inf)
+    found = jnp.any(reachable, axis=1)
+    target = jnp.where(found, jnp.argmin(health, axis=1), 0)
+    hits = jnp.take_along_axis(obs.target_mask, target[:, None, None], axis=2)[..., 0]  # [N, 3]
+    style = jnp.where(found, jnp.argmax(hits, axis=1), 0)  # first style that reaches
+    return style.astype(jnp.int32), target.astype(jnp.int32)
+
+
+def forage_moves(key: jax.Array, obs: Observation, food_threshold: float,
+                 water_threshold: float, heading_ticks: int) -> jax.Array:
+    """The forager's move for every slot, [N] int32 (see `make_forager`)."""
+    v = obs.tiles.shape[1]
+    walkable = jnp.asarray(WALKABLE)[obs.tiles]  # [N, V, V]
+    food = obs.own[:, _FOOD] + 0.5  # fraction of max
+    water = obs.own[:, _WATER] + 0.5
+    hungry, thirsty = food <= food_threshold, water <= water_threshold
+    drink = thirsty & (~hungry | (water <= food))
+    eat = hungry & ~drink
+    shore = walkable & _next_to(obs.tiles == WATER)
+    goal = (drink[:, None, None] & shore) | (eat[:, None, None] & (obs.tiles == FOREST))
+    # Exploring edges cost more than any in-view path when a goal is wanted, so they
+    # only win when no goal is reachable.
+    detour = jnp.where(drink | eat, 3.0 * v, 0.0)[:, None, None]
+    source = jnp.where(goal, 0.0, _edge_costs(obs, heading_ticks) + detour)
+    distance = _distance_field(jnp.where(walkable, source, jnp.inf), walkable, 2 * v)
+    return _downhill(key, distance, walkable)
+
+
+def _next_to(mask: jax.Array) -> jax.Array:
+    """Tiles with a 4-neighbour in `mask` ([N, V, V] bool), same shape."""
+    pad = jnp.pad(mask, ((0, 0), (1, 1), (1, 1)))
+    return pad[:, :-2, 1:-1] | pad[:, 2:, 1:-1] | pad[:, 1:-1, :-2] | pad[:, 1:-1, 2:]
+
+
+def _edge_costs(obs: Observation, heading_ticks: int) -> jax.Array:
+    """Exploration sources, [N, V, V] float32: the window's edge tiles, costing 0 on the
+    agent's heading side, V/2 on the two sides beside it and V opposite; inf inside."""
+    n, v = obs.tiles.shape[:2]
+    age = jnp.round(obs.own[:, _TIME] * 100.0).astype(jnp.uint32)
+    heading = _hash(jnp.arange(n, dtype=jnp.uint32), age // heading_ticks) % 4  # [N]
+    # Sides in move order minus one: east, south, west, north.
+    index = jnp.arange(v)
+    on_side = jnp.stack([
+        jnp.broadcast_to(index[None, :] == v - 1, (v, v)),
+        jnp.broadcast_to(index[:, None] == v - 1, (v, v)),
+        jnp.broadcast_to(index[None, :] == 0, (v, v)),
+        jnp.broadcast_to(index[:, None] == 0, (v, v)),
+    ])  # [4, V, V]
+    turn = (jnp.arange(4, dtype=jnp.uint32)[None, :] - heading[:, None]) % 4  # [N, 4]
+    side_cost = jnp.minimum(turn, 4 - turn).astype(jnp.float32) * (v / 2)  # [N, 4]
+    cost = jnp.where(on_side[None], side_cost[:, :, None, None], jnp.inf)  # [N, 4, V, V]
+    return jnp.min(cost, axis=1)
+
+
+def _hash(a: jax.Array, b: jax.Array) -> jax.Array:
+    """A well-mixed uint32 of two uint32 arrays."""
+    h = a * jnp.uint32(0x9E3779B1) ^ (b * jnp.uint32(0x85EBCA77) + jnp.uint32(0x27D4EB2F))
+    h = (h ^ (h >> 15)) * jnp.uint32(0x2C1B3C6D)
+    return h ^ (h >> 13)
+
+
+def _distance_field(source: jax.Array, walkable: jax.Array, steps: int) -> jax.Array:
+    """Shortest walking distance to the cheapest source, [N, V, V] float32.
+
+    `source` holds each tile's starting cost (inf for non-sources); `steps` rounds of
+    4-neighbour relaxation over walkable tiles find every path up to that many steps.
+    """
+
+    def relax(d: jax.Array, _: None) -> tuple[jax.Array, None]:
+        pad = jnp.pad(d, ((0, 0), (1, 1), (1, 1)), constant_values=jnp.inf)
+        near = jnp.minimum(jnp.minimum(pad[:, :-2, 1:-1], pad[:, 2:, 1:-1]),
+                           jnp.minimum(pad[:, 1:-1, :-2], pad[:, 1:-1, 2:]))
+        return jnp.where(walkable, jnp.minimum(d, near + 1.0), jnp.inf), None
+
+    distance, _ = jax.lax.scan(relax, source, None, length=steps)
+    return distance
+
+
+def _downhill(key: jax.Array, distance: jax.Array, walkable: jax.Array) -> jax.Array:
+    """One step down the distance field from the window centre, [N] int32.
+
+    Staying wins ties (a goal reached is kept); other ties break at random. An agent
+    with no reachable source takes a random move among the walkable ones (or stays).
+    """
+    n, v = distance.shape[:2]
+    r = v // 2
+    deltas = np.asarray(MOVE_DELTAS)
+    rows, cols = r + deltas[:, 0], r + deltas[:, 1]
+    legal = walkable[:, rows, cols].at[:, 0].set(True)  # [N, 5]
+    score = jnp.where(legal, distance[:, rows, cols], jnp.inf).at[:, 0].add(-0.5)
+    noise = jax.random.uniform(key, (n, N_MOVES), maxval=0.25)
+    reachable = jnp.any(jnp.isfinite(score), axis=1, keepdims=True)
+    score = jnp.where(reachable, score + noise, jnp.where(legal, noise, jnp.inf))
+    return jnp.argmin(score, axis=1).astype(jnp.int32)
+
+
+forager = make_forager()
+fighter = make_fighter()
+
+POLICIES: dict[str, Policy] = {"random": random_policy, "forager": forager, "fighter": fighter}
