@@ -69,20 +69,36 @@ def _window(grid: jnp.ndarray, pos: jnp.ndarray, radius: int, fill: int) -> jnp.
     return jax.vmap(lambda p: jax.lax.dynamic_slice(padded, (p[0], p[1]), (size, size)))(pos)
 
 
-def _running_total(x: jnp.ndarray) -> jnp.ndarray:
-    """Inclusive cumulative sum along axis 1 of an [N, T] array.
-
-    XLA's CPU cumsum costs O(T^2) per row; two levels over a T = A x B split, with the
-    agent axis innermost, cost O(T (A + B)) and vectorise over agents.
-    """
-    n, t = x.shape
+def _block_split(t: int) -> int:
+    """The largest divisor of t not above sqrt(t): the block count of a two-level scan."""
     rows = int(np.sqrt(t))
     while t % rows:
         rows -= 1
-    blocks = x.T.reshape(rows, t // rows, n)
-    inner = jnp.cumsum(blocks, axis=1)
-    offset = jnp.cumsum(inner[:, -1], axis=0) - inner[:, -1]
-    return (inner + offset[:, None]).reshape(t, n).T
+    return rows
+
+
+def _rank_to_tile(counts: jnp.ndarray, n_ranks: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """For ranks j = 0 .. n_ranks-1, the tile holding the j-th agent and the agent's rank
+    within that tile, given per-tile counts [N, T] in nearest-first order.
+
+    A two-level prefix sum over T = B x G tiles: the block is found among B block totals,
+    the tile among that block's G running totals. Everything is a compare-and-count over
+    a short axis, which vectorises on CPU where gathers and long cumsums do not. Returns
+    the tile [N, R] (T when fewer than j + 1 agents are in view) and the rank within it.
+    """
+    n, t = counts.shape
+    b = _block_split(t)
+    inner = jnp.cumsum(counts.reshape(n, b, t // b), axis=2)  # [N, B, G]
+    ends = jnp.cumsum(inner[:, :, -1], axis=1)  # [N, B]
+    rank = jnp.arange(n_ranks, dtype=jnp.int32)[None, :, None]  # [1, R, 1]
+    passed = ends[:, None, :] <= rank  # [N, R, B]
+    block = jnp.sum(passed, axis=2)  # [N, R]
+    within = rank[..., 0] - jnp.max(jnp.where(passed, ends[:, None, :], 0), axis=2)
+    rows = jax.vmap(lambda rows, i: rows[jnp.minimum(i, b - 1)])(inner, block)  # [N, R, G]
+    passed = rows <= within[..., None]
+    tile = block * (t // b) + jnp.sum(passed, axis=2)
+    layer = within - jnp.max(jnp.where(passed, rows, 0), axis=2)
+    return jnp.where(block < b, tile, t), layer
 
 
 def nearest_entities(agents: Agents, index: GridIndex, cfg: Config) -> jnp.ndarray:
@@ -98,21 +114,17 @@ def nearest_entities(agents: Agents, index: GridIndex, cfg: Config) -> jnp.ndarr
     counts = count_grid[cells[..., 0], cells[..., 1]]  # [N, T] nearest first
     self_seen = index.layer < cfg.max_stack
     counts = counts.at[:, 0].add(-self_seen.astype(jnp.int32))  # others on own tile
-    ends = _running_total(counts)  # [N, T]
-    rank = jnp.arange(k - 1, dtype=jnp.int32)  # j-th other agent, [K-1]
-    tile = jax.vmap(lambda e: jnp.searchsorted(e, rank, side="right", method="scan"))(ends)
+    tile, layer = _rank_to_tile(counts, k - 1)  # [N, K-1]: j-th other agent
     found = tile < order.shape[0]
     tile = jnp.minimum(tile, order.shape[0] - 1)
-    start = jnp.take_along_axis(ends - counts, tile, axis=1)
-    layer = rank[None, :] - start
-    on_own_tile = tile == 0
-    layer = jnp.where(on_own_tile & (layer >= index.layer[:, None]), layer + 1, layer)
-    cell = agents.pos[:, None, :] + order[tile]  # [N, K-1, 2]
-    inside = jnp.all((cell >= 0) & (cell < side), axis=2)
-    flat = jnp.clip(cell[..., 0], 0, side - 1) * side + jnp.clip(cell[..., 1], 0, side - 1)
-    layer = jnp.clip(layer, 0, cfg.max_stack - 1)
-    others = index.stack[layer, flat]
-    others = jnp.where(found & inside & (others < n), others, -1)
+    layer = jnp.where((tile == 0) & (layer >= index.layer[:, None]), layer + 1, layer)
+    wide = side + 2 * r  # the stack grid padded by the view radius with "nobody" (N)
+    stack = jnp.pad(index.stack.reshape(-1, side, side), ((0, 0), (r, r), (r, r)),
+                    constant_values=n).reshape(cfg.max_stack, -1)
+    step = jnp.asarray(np.asarray(view_order(cfg)) @ np.array([wide, 1], np.int32))  # [T]
+    centre = (agents.pos[:, 0] + r) * wide + agents.pos[:, 1] + r  # [N]
+    others = stack[jnp.clip(layer, 0, cfg.max_stack - 1), centre[:, None] + step[tile]]
+    others = jnp.where(found & (others < n), others, -1)
     slots = jnp.arange(n, dtype=jnp.int32)
     ids = jnp.concatenate([slots[:, None], others], axis=1)
     return jnp.where(agents.alive[:, None], ids, -1)
