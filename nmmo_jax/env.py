@@ -43,6 +43,7 @@ class Env:
         self.reset = jax.jit(self._reset)
         self.step = jax.jit(self._step)
         self.observe = jax.jit(self._observe)
+        self._observe_into_jit = jax.jit(self._observe_into)
 
     @property
     def default_params(self) -> Params:
@@ -148,7 +149,7 @@ class Env:
         agents_struct = state.agents.replace(**{k: jnp.asarray(v) for k, v in columns.items()})
         state = state.replace(agents=agents_struct,
                               visits=game.count_visits(state.visits, agents_struct))
-        return self._observe_into(state, params)
+        return self._observe_into_jit(state, params)
 
     def check_actions(self, actions: Actions, obs: Observation) -> None:
         """Raises `ValueError` naming the first live agent whose action is out of range
