@@ -1,0 +1,77 @@
+"""Training throughput: slot-steps per second of whole PPO updates (rollout with the
+policy network, GAE, minibatch epochs and optimiser steps), Chaos, 128 agent slots.
+
+A slot-step is one agent slot of one realm for one tick, whether or not the slot holds a
+live agent (the network runs on every slot); live agent-steps are also printed. The
+rollout alone (environment plus network forward and sampling) is timed separately.
+
+    python bench/bench_train.py                         # defaults of TrainConfig
+    python bench/bench_train.py --realms 32 --epochs 2 --chunks 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import time
+
+import jax
+
+from train.ppo import TrainConfig, make_train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    defaults = TrainConfig()
+    for name in ("realms", "rollout", "epochs", "minibatches", "agents", "pops", "chunk"):
+        parser.add_argument("--" + name, type=int, default=getattr(defaults, name))
+    parser.add_argument("--update-fraction", type=float, default=defaults.update_fraction)
+    parser.add_argument("--network", default=defaults.network)
+    parser.add_argument("--chunks", type=int, default=3, help="timed calls after warm-up")
+    args = parser.parse_args()
+
+    config = dataclasses.replace(
+        defaults, realms=args.realms, rollout=args.rollout, epochs=args.epochs,
+        minibatches=args.minibatches, agents=args.agents, pops=args.pops, chunk=args.chunk,
+        update_fraction=args.update_fraction, network=args.network)
+    trainer = make_train(config)
+    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} "
+          f"({platform.processor() or platform.machine()}); {config.preset}, {config.agents} "
+          f"slots, {config.pops} pops, {config.network} network; {config.realms} realms x "
+          f"{config.rollout} ticks = {config.steps_per_update:,} slot-steps per update, "
+          f"{config.epochs} epochs x {config.minibatches} minibatches on "
+          f"{trainer.update_samples} samples per population")
+
+    runner = trainer.init(jax.random.key(0))
+    start = time.perf_counter()
+    runner, metrics = trainer.run(runner)
+    jax.block_until_ready(metrics)
+    print(f"first call (compile + {config.chunk} updates): {time.perf_counter() - start:.1f} s")
+
+    slot_steps = live_steps = seconds = 0.0
+    for _ in range(args.chunks):
+        start = time.perf_counter()
+        runner, metrics = trainer.run(runner)
+        live = float(metrics["live_steps"].sum())
+        elapsed = time.perf_counter() - start
+        slot_steps += config.steps_per_update * config.chunk
+        live_steps += live
+        seconds += elapsed
+        print(f"  {config.chunk} updates in {elapsed:.2f} s: "
+              f"{config.steps_per_update * config.chunk / elapsed:,.0f} slot-steps/s, "
+              f"{live / elapsed:,.0f} live agent-steps/s, "
+              f"lifetime {float(metrics['lifetime'][-1].mean()):.1f}")
+
+    rollout = jax.jit(lambda runner: trainer._rollout(runner, runner.key)[2])
+    jax.block_until_ready(rollout(runner))
+    start = time.perf_counter()
+    jax.block_until_ready(rollout(runner))
+    rollout_s = time.perf_counter() - start
+    print(f"rollout only: {config.steps_per_update / rollout_s:,.0f} slot-steps/s")
+    print(f"training: {slot_steps / seconds:,.0f} slot-steps/s, "
+          f"{live_steps / seconds:,.0f} live agent-steps/s")
+
+
+if __name__ == "__main__":
+    main()

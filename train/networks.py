@@ -1,0 +1,198 @@
+"""Flax (linen) policy-value networks for one population, and their action distribution.
+
+Both networks read an `nmmo_jax.Observation` with any leading batch shape [...] and
+return a `PolicyOutput`:
+
+  move_logits    [..., 5]     stay / east / south / west / north
+  style_logits   [..., 3]     melee / range / mage
+  target_logits  [..., 3, K]  a score for every entity slot under every style, masked
+                              by that style's row of `target_mask`
+  value          [...]
+
+`ReferencePolicy` is the architecture of SPEC §8 (H = 32): tile ids embedded 7 -> 7 and
+concatenated with the agent counts (15 * 15 * 8 inputs) -> Dense H; own features ->
+Dense H; entity features -> Dense H, max-pooled over the filled entity slots; the three
+concatenated -> Dense H. `LargePolicy` is wider, reads the window with a small conv
+net and lets the entities attend to each other before pooling.
+
+The target head scores slot k under style s as <q_s, e_k> / sqrt(H): the query q_s is a
+Dense of the state concatenated with style s's embedding, e_k slot k's encoded features
+(the encoder's per-entity output before pooling). Scoring every style at once keeps the network a function of the
+observation alone; the action distribution then picks the row of the sampled style.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import distrax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+import nmmo_jax
+from nmmo_jax.config import N_MOVES, N_STYLES, N_TILE_TYPES
+
+MASKED = -1e9  # logit of an illegal choice: probability 0, entropy term 0, no NaN
+
+
+class PolicyOutput(NamedTuple):
+    """Logits of the three action heads and the value; see the module docstring."""
+
+    move_logits: jax.Array  # [..., 5]
+    style_logits: jax.Array  # [..., 3]
+    target_logits: jax.Array  # [..., 3, K], MASKED where target_mask is False
+    value: jax.Array  # [...]
+
+
+class Heads(nn.Module):
+    """Move, style, target and value heads on a state vector and encoded entities."""
+
+    hidden: int
+
+    @nn.compact
+    def __call__(self, state: jax.Array, entities: jax.Array, target_mask: jax.Array
+                 ) -> PolicyOutput:
+        # state [..., H], entities [..., K, H], target_mask [..., 3, K]
+        move = nn.Dense(N_MOVES, name="move")(state)
+        style = nn.Dense(N_STYLES, name="style")(state)
+        style_emb = self.param("style_embedding", nn.initializers.normal(1.0),
+                               (N_STYLES, self.hidden))  # [3, H]
+        both = jnp.concatenate([
+            jnp.broadcast_to(state[..., None, :], state.shape[:-1] + (N_STYLES, self.hidden)),
+            jnp.broadcast_to(style_emb, state.shape[:-1] + (N_STYLES, self.hidden)),
+        ], axis=-1)  # [..., 3, 2H]
+        query = nn.Dense(self.hidden, name="target_query")(both)  # [..., 3, H]
+        scores = jnp.einsum("...sh,...kh->...sk", query, entities) / jnp.sqrt(self.hidden)
+        target = jnp.where(target_mask, scores, MASKED)
+        value = nn.Dense(1, name="value")(state)[..., 0]
+        return PolicyOutput(move, style, target, value)
+
+
+def _masked_max(x: jax.Array, mask: jax.Array) -> jax.Array:
+    """Max over the entity axis (-2) of the filled slots, 0 when none is filled."""
+    pooled = jnp.max(jnp.where(mask[..., None], x, -jnp.inf), axis=-2)
+    return jnp.where(jnp.any(mask, axis=-1)[..., None], pooled, 0.0)
+
+
+class WindowEncoder(nn.Module):
+    """Dense(features) of the window's embedded tile ids concatenated with its counts.
+
+    The parameters are those of SPEC §8's layer: a 7 -> E tile embedding and a kernel over
+    the V * V * (E + 1) flattened inputs. It is computed in an equal, cheaper form: the
+    embedding is folded into the kernel (a [V*V, 7, features] table), which is applied to
+    the one-hot tile ids; the gradient then needs no scatter into the embedding.
+    """
+
+    features: int
+    embed: int = N_TILE_TYPES
+
+    @nn.compact
+    def __call__(self, tiles: jax.Array, counts: jax.Array) -> jax.Array:
+        # tiles, counts [..., V, V] int8 -> [..., features]
+        batch, cells = tiles.shape[:-2], tiles.shape[-2] * tiles.shape[-1]
+        embedding = self.param("embedding", nn.initializers.normal(1.0),
+                               (N_TILE_TYPES, self.embed))  # [7, E]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (cells * (self.embed + 1), self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        kernel = kernel.reshape(cells, self.embed + 1, self.features)
+        folded = jnp.einsum("te,cef->ctf", embedding, kernel[:, :self.embed])  # [V*V, 7, F]
+        one_hot = tiles.reshape(batch + (cells, 1)).astype(jnp.int32) == jnp.arange(N_TILE_TYPES)
+        one_hot = one_hot.astype(jnp.float32).reshape(batch + (cells * N_TILE_TYPES,))
+        counts = counts.reshape(batch + (cells,)).astype(jnp.float32)
+        return (one_hot @ folded.reshape(-1, self.features)
+                + counts @ kernel[:, self.embed] + bias)
+
+
+class ReferencePolicy(nn.Module):
+    """SPEC §8's encoder (embed + linear layers, H = 32) with the shared heads."""
+
+    hidden: int = 32
+
+    @nn.compact
+    def __call__(self, obs: nmmo_jax.Observation) -> PolicyOutput:
+        h = self.hidden
+        grid = nn.relu(WindowEncoder(h, name="grid")(obs.tiles, obs.counts))
+        own = nn.relu(nn.Dense(h, name="own")(obs.own))
+        entities = nn.relu(nn.Dense(h, name="entities")(obs.entities))  # [..., K, H]
+        pooled = _masked_max(entities, obs.entity_mask)
+        state = nn.relu(nn.Dense(h, name="state")(
+            jnp.concatenate([grid, own, pooled], axis=-1)))
+        return Heads(h, name="heads")(state, entities, obs.target_mask)
+
+
+class LargePolicy(nn.Module):
+    """A wider encoder: conv net over the window, self-attention over the entities."""
+
+    hidden: int = 128
+    heads: int = 4
+
+    @nn.compact
+    def __call__(self, obs: nmmo_jax.Observation) -> PolicyOutput:
+        h = self.hidden
+        batch = obs.tiles.shape[:-2]
+        tiles = nn.Embed(N_TILE_TYPES, 8, name="tile_embedding")(obs.tiles.astype(jnp.int32))
+        counts = obs.counts.astype(jnp.float32)[..., None]
+        grid = jnp.concatenate([tiles, counts], axis=-1)  # [..., V, V, 9]
+        grid = grid.reshape((-1,) + grid.shape[-3:])  # [B, V, V, 9]
+        grid = nn.relu(nn.Conv(32, (3, 3), name="conv1")(grid))
+        grid = nn.relu(nn.Conv(32, (3, 3), strides=(2, 2), name="conv2")(grid))
+        grid = grid.reshape(batch + (-1,))
+        grid = nn.relu(nn.Dense(h, name="grid")(grid))
+        own = nn.relu(nn.Dense(h, name="own")(obs.own))
+        entities = nn.relu(nn.Dense(h, name="entities")(obs.entities))  # [..., K, H]
+        pair_mask = obs.entity_mask[..., None, :, None] & obs.entity_mask[..., None, None, :]
+        attended = nn.MultiHeadDotProductAttention(self.heads, name="attention")(
+            entities, mask=pair_mask)  # [..., K, H]
+        entities = nn.LayerNorm(name="attention_norm")(entities + attended)
+        pooled = _masked_max(entities, obs.entity_mask)
+        state = nn.relu(nn.Dense(h, name="state1")(
+            jnp.concatenate([grid, own, pooled], axis=-1)))
+        state = nn.relu(nn.Dense(h, name="state2")(state))
+        return Heads(h, name="heads")(state, entities, obs.target_mask)
+
+
+NETWORKS = {"reference": ReferencePolicy, "large": LargePolicy}
+
+
+def make_network(name: str = "reference", hidden: int | None = None) -> nn.Module:
+    """The network called `name` ("reference" or "large"), with its default width unless
+    `hidden` is given."""
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network {name!r}; choose one of {sorted(NETWORKS)}")
+    return NETWORKS[name]() if hidden is None else NETWORKS[name](hidden=hidden)
+
+
+class ActionDist(NamedTuple):
+    """The joint action distribution of a `PolicyOutput`: move x style x target | style.
+
+    The target is drawn from the row of the sampled style. `log_prob` sums the three
+    heads' log-probabilities. `entropy` is H(move) + H(style) + H(target | style), the
+    last taken at the given (sampled or taken) style rather than averaged over styles.
+    """
+
+    out: PolicyOutput
+
+    def sample(self, key: jax.Array) -> nmmo_jax.Actions:
+        move_key, style_key, target_key = jax.random.split(key, 3)
+        move = distrax.Categorical(logits=self.out.move_logits).sample(seed=move_key)
+        style = distrax.Categorical(logits=self.out.style_logits).sample(seed=style_key)
+        target = distrax.Categorical(logits=self._target_logits(style)).sample(seed=target_key)
+        return nmmo_jax.Actions(move.astype(jnp.int32), style.astype(jnp.int32),
+                                target.astype(jnp.int32))
+
+    def _target_logits(self, style: jax.Array) -> jax.Array:
+        return jnp.take_along_axis(self.out.target_logits, style[..., None, None], axis=-2
+                                   )[..., 0, :]  # [..., K]
+
+    def log_prob(self, actions: nmmo_jax.Actions) -> jax.Array:
+        return (distrax.Categorical(logits=self.out.move_logits).log_prob(actions.move)
+                + distrax.Categorical(logits=self.out.style_logits).log_prob(actions.style)
+                + distrax.Categorical(logits=self._target_logits(actions.style)
+                                      ).log_prob(actions.target))
+
+    def entropy(self, style: jax.Array) -> jax.Array:
+        return (distrax.Categorical(logits=self.out.move_logits).entropy()
+                + distrax.Categorical(logits=self.out.style_logits).entropy()
+                + distrax.Categorical(logits=self._target_logits(style)).entropy())
