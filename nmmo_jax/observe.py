@@ -130,32 +130,40 @@ def nearest_entities(agents: Agents, index: GridIndex, cfg: Config) -> jnp.ndarr
     return jnp.where(agents.alive[:, None], ids, -1)
 
 
-def entity_features(agents: Agents, observer: jnp.ndarray, ids: jnp.ndarray,
-                    params: Params, cfg: Config) -> jnp.ndarray:
-    """The 11 features of agents `ids` as seen by `observer`, [..., 11] float32; 0 if id < 0."""
-    safe = jnp.maximum(ids, 0)
-    pos = agents.pos[safe].astype(jnp.float32)
-    delta = pos - agents.pos[observer].astype(jnp.float32)
-
+def _agent_table(agents: Agents, params: Params, cfg: Config) -> jnp.ndarray:
+    """Each agent's observer-independent features, [N, 11] float32: time_alive/100,
+    centred health, food, water, row and col, raw row and col, damage, population,
+    freeze. One row gather of this table replaces a gather per feature."""
     def centred(x: jnp.ndarray, top: jnp.ndarray) -> jnp.ndarray:
         top = top.astype(jnp.float32)
-        return (x[safe].astype(jnp.float32) - top / 2) / top
+        return (x.astype(jnp.float32) - top / 2) / top
 
-    same = agents.population[safe] == agents.population[observer]
-    freeze_scale = jnp.maximum(params.mage_freeze, 1).astype(jnp.float32)
-    feats = jnp.stack([
-        agents.time_alive[safe].astype(jnp.float32) / 100.0,
+    pos = agents.pos.astype(jnp.float32)
+    return jnp.stack([
+        agents.time_alive.astype(jnp.float32) / 100.0,
         centred(agents.health, params.max_health),
         centred(agents.food, params.max_food),
         centred(agents.water, params.max_water),
-        (pos[..., 0] - cfg.map_size / 2) / cfg.map_size,
-        (pos[..., 1] - cfg.map_size / 2) / cfg.map_size,
-        delta[..., 0] / max(cfg.view_radius, 1),
-        delta[..., 1] / max(cfg.view_radius, 1),
-        agents.damage[safe].astype(jnp.float32) / params.max_health.astype(jnp.float32),
-        jnp.where(same, 0.5, -0.5),
-        agents.freeze[safe].astype(jnp.float32) / freeze_scale,
-    ], axis=-1)
+        (pos[:, 0] - cfg.map_size / 2) / cfg.map_size,
+        (pos[:, 1] - cfg.map_size / 2) / cfg.map_size,
+        pos[:, 0],
+        pos[:, 1],
+        agents.damage.astype(jnp.float32) / params.max_health.astype(jnp.float32),
+        agents.population.astype(jnp.float32),
+        agents.freeze.astype(jnp.float32) / jnp.maximum(params.mage_freeze, 1).astype(jnp.float32),
+    ], axis=1)
+
+
+def entity_features(agents: Agents, ids: jnp.ndarray, params: Params, cfg: Config
+                    ) -> jnp.ndarray:
+    """The 11 features of the agents `ids` [N, K] as seen by each observer (row i of
+    `ids` is observer i), [N, K, 11] float32; zero where id < 0."""
+    table = _agent_table(agents, params, cfg)  # [N, 11]
+    seen = table[jnp.maximum(ids, 0)]  # [N, K, 11]
+    delta = (seen[..., 6:8] - table[:, None, 6:8]) / max(cfg.view_radius, 1)
+    same = jnp.where(seen[..., 9] == table[:, None, 9], 0.5, -0.5)
+    feats = jnp.concatenate([seen[..., :6], delta, seen[..., 8:9], same[..., None],
+                             seen[..., 10:11]], axis=-1)
     return jnp.where((ids >= 0)[..., None], feats, 0.0)
 
 
@@ -177,8 +185,7 @@ def observe(state: State, params: Params, cfg: Config) -> tuple[Observation, jnp
     tiles = _window(state.tiles, agents.pos, r, LAVA)
     counts = _window(jnp.minimum(index.count, 127).reshape(side, side).astype(jnp.int8),
                      agents.pos, r, 0)
-    observer = jnp.arange(cfg.n_agents)[:, None]
-    entities = entity_features(agents, observer, ids, params, cfg)
+    entities = entity_features(agents, ids, params, cfg)
     obs = Observation(
         tiles=jnp.where(alive[:, None, None], tiles, 0).astype(jnp.int8),
         counts=jnp.where(alive[:, None, None], counts, 0).astype(jnp.int8),
