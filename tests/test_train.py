@@ -70,6 +70,16 @@ def test_updates_have_finite_metrics_and_do_not_retrace(trainer, first_chunks):
     assert not tree_equal(runner0.params, runner2.params)
 
 
+def test_the_whole_run_as_one_program_matches_the_chunks(trainer, first_chunks):
+    """`trainer(key)` (init and every update in one jit) = init + `run` chunk by chunk."""
+    assert TINY.num_updates == 2 * TINY.chunk
+    final, metrics = trainer(jax.random.key(0))
+    assert metrics["lifetime"].shape == (TINY.num_updates, TINY.pops)
+    chunked = first_chunks[2]
+    for a, b in zip(jax.tree.leaves(final.params), jax.tree.leaves(chunked.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_population_split_round_trips_and_follows_slot_modulo():
     x = jnp.arange(2 * 12).reshape(2, 12)  # [B, N], value = slot index + 12 * realm
     split = to_pops(x, 4, axis=1)  # [P, B, N/P]

@@ -18,7 +18,11 @@ chunks writes logs and checkpoints). One update:
 
 Slots that are empty during a tick (the agent is dead and the slot not yet respawned,
 `obs.alive` False) are masked out of every loss term and of the advantage
-normalisation, which is per population.
+normalisation, which is per population. Since they carry no loss, each epoch trains on
+a fixed number of samples per population (`update_fraction` of them), the live ones
+first in random order: early on most slots are empty, and the update costs what the
+live agents need rather than what all slots would. When more samples are live than fit,
+each epoch draws its own random subset (the `coverage` metric says what share fit).
 
 Reward: the environment's `reward_mode` "alive" (+1 per tick survived, 0 on the tick of
 death) times `reward_scale` by default. With discounting, "alive" and "death" (-1 at
@@ -59,36 +63,36 @@ class TrainConfig:
     preset: str = "chaos"  # "base", "law" or "chaos"
     agents: int = 128  # agent slots per realm
     pops: int = 8  # populations; slot i plays for population i % pops
-    map_size: int = 80
-    lava_border: int = 9
+    map_size: int = 80  # side of the square map in tiles
+    lava_border: int = 9  # width of the lava ring
     entities: int = 16  # K, entity slots per observation
     reward_mode: str = "alive"  # "alive" (+1 per tick alive) or "death" (-1 at death)
-    reward_scale: float = 0.1
+    reward_scale: float = 0.1  # multiplies the env reward (keeps values near 1)
     # rollout and schedule
     realms: int = 16  # B, realms stepped in parallel
-    rollout: int = 64  # T, ticks per rollout
+    rollout: int = 32  # T, ticks per rollout
     total_steps: float = 5e6  # slot-steps (realms x agents x ticks) over the run
     chunk: int = 10  # updates per compiled call (logging / checkpoint granularity)
     # algorithm
     algo: str = "ppo"  # "ppo" or "pg" (v1.0-style vanilla policy gradient)
-    epochs: int = 2
-    minibatches: int = 4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip: float = 0.2
-    vf_coef: float = 0.5
-    ent_coef: float = 0.01
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    max_grad_norm: float = 5.0
-    update_fraction: float = 0.5  # share of each population's samples used per epoch
+    epochs: int = 3  # passes over the samples per update
+    minibatches: int = 8  # gradient steps per epoch
+    gamma: float = 0.99  # discount
+    gae_lambda: float = 0.95  # GAE lambda (pg uses 1)
+    clip: float = 0.2  # PPO ratio and value clipping
+    vf_coef: float = 0.5  # weight of the value loss
+    ent_coef: float = 0.005  # weight of the entropy bonus
+    lr: float = 2e-3  # Adam learning rate
+    weight_decay: float = 1e-5  # AdamW weight decay
+    max_grad_norm: float = 5.0  # per-population gradient clipping
+    update_fraction: float = 0.3  # share of each population's samples per epoch, live first
     # network and populations
     network: str = "reference"  # "reference" (SPEC §8, H=32) or "large"
     hidden: int = 0  # 0: the network's default width
     same_init: bool = False  # start every population from the same parameters
-    seed: int = 0
+    seed: int = 0  # PRNG seed of the whole run
     # outputs (used by train/train.py)
-    out: str = "runs/default"
+    out: str = "runs/default"  # output folder
     checkpoint_every: int = 50  # updates between checkpoints (rounded up to chunks)
     eval_ticks: int = 200  # ticks of the GIF recorded at the end; 0 for none
 
@@ -100,6 +104,8 @@ class TrainConfig:
         for name in ("realms", "rollout", "chunk", "epochs", "minibatches", "agents", "pops"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.reward_scale <= 0:
+            raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}")
         if not 0.0 < self.update_fraction <= 1.0:
             raise ValueError(f"update_fraction must be in (0, 1], got {self.update_fraction}")
         if self.rollout * self.realms * (self.agents // self.pops) < self.minibatches:
@@ -330,16 +336,18 @@ class Trainer:
         runner = runner.replace(params=params, opt_state=opt_state, key=key,
                                 update=runner.update + 1)
 
-        traj_valid = traj.valid
-        per_pop = lambda x: masked_mean(  # noqa: E731
-            to_pops(x, cfg.pops, 2), to_pops(traj_valid, cfg.pops, 2), axis=(1, 2, 3))
+        live = to_pops(traj.valid, cfg.pops, 2)  # [P, T, B, N/P]
+
+        def per_pop(x: jax.Array) -> jax.Array:  # mean over each population's live samples
+            return masked_mean(to_pops(x, cfg.pops, 2), live, axis=(1, 2, 3))
+
         explored = jnp.mean(jnp.sum(runner.env_state.visits > 0, axis=(2, 3)), axis=0)
         metrics = {
             "lifetime": stats["lifetime_sum"] / jnp.maximum(stats["deaths"], 1),
             "deaths": stats["deaths"],
             **{f"died_{name}": stats["causes"][:, i] for i, name in enumerate(CAUSE_NAMES[1:])},
             "alive": stats["live"] / (cfg.rollout * cfg.realms),
-            "live_steps": jnp.sum(to_pops(traj_valid, cfg.pops, 2), axis=(1, 2, 3)),
+            "live_steps": jnp.sum(live, axis=(1, 2, 3)),
             "reward": per_pop(traj.reward / cfg.reward_scale),
             "value": per_pop(traj.value),
             "explored": explored.astype(jnp.float32),

@@ -43,7 +43,8 @@ METRICS = "metrics.jsonl"
 def _field_help() -> dict[str, str]:
     """The trailing comment of each `TrainConfig` field, as its flag's help."""
     pattern = re.compile(r"^\s+(\w+): [\w\s|]+ = [^#]+#\s*(.+)$")
-    return {m.group(1): m.group(2) for line in inspect.getsource(TrainConfig).splitlines()
+    return {m.group(1): m.group(2).replace("%", "%%")
+            for line in inspect.getsource(TrainConfig).splitlines()
             if (m := pattern.match(line))}
 
 
