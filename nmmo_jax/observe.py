@@ -88,17 +88,18 @@ def _rank_to_tile(counts: jnp.ndarray, n_ranks: int) -> tuple[jnp.ndarray, jnp.n
     """
     n, t = counts.shape
     b = _block_split(t)
-    inner = jnp.cumsum(counts.reshape(n, b, t // b), axis=2)  # [N, B, G]
-    ends = jnp.cumsum(inner[:, :, -1], axis=1)  # [N, B]
-    rank = jnp.arange(n_ranks, dtype=jnp.int32)[None, :, None]  # [1, R, 1]
+    dt = counts.dtype  # int16 where totals fit: twice the lanes per vector op
+    inner = jnp.cumsum(counts.reshape(n, b, t // b), axis=2, dtype=dt)  # [N, B, G]
+    ends = jnp.cumsum(inner[:, :, -1], axis=1, dtype=dt)  # [N, B]
+    rank = jnp.arange(n_ranks, dtype=dt)[None, :, None]  # [1, R, 1]
     passed = ends[:, None, :] <= rank  # [N, R, B]
-    block = jnp.sum(passed, axis=2)  # [N, R]
+    block = jnp.sum(passed, axis=2, dtype=jnp.int32)  # [N, R]
     within = rank[..., 0] - jnp.max(jnp.where(passed, ends[:, None, :], 0), axis=2)
     rows = jax.vmap(lambda rows, i: rows[jnp.minimum(i, b - 1)])(inner, block)  # [N, R, G]
     passed = rows <= within[..., None]
-    tile = block * (t // b) + jnp.sum(passed, axis=2)
+    tile = block * (t // b) + jnp.sum(passed, axis=2, dtype=jnp.int32)
     layer = within - jnp.max(jnp.where(passed, rows, 0), axis=2)
-    return jnp.where(block < b, tile, t), layer
+    return jnp.where(block < b, tile, t), layer.astype(jnp.int32)
 
 
 def nearest_entities(agents: Agents, index: GridIndex, cfg: Config) -> jnp.ndarray:
@@ -114,7 +115,8 @@ def nearest_entities(agents: Agents, index: GridIndex, cfg: Config) -> jnp.ndarr
     counts = count_grid[cells[..., 0], cells[..., 1]]  # [N, T] nearest first
     self_seen = index.layer < cfg.max_stack
     counts = counts.at[:, 0].add(-self_seen.astype(jnp.int32))  # others on own tile
-    tile, layer = _rank_to_tile(counts, k - 1)  # [N, K-1]: j-th other agent
+    small = order.shape[0] * cfg.max_stack < 2**15
+    tile, layer = _rank_to_tile(counts.astype(jnp.int16 if small else jnp.int32), k - 1)
     found = tile < order.shape[0]
     tile = jnp.minimum(tile, order.shape[0] - 1)
     layer = jnp.where((tile == 0) & (layer >= index.layer[:, None]), layer + 1, layer)

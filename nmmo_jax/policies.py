@@ -39,7 +39,9 @@ def random_policy(key: jax.Array, obs: Observation) -> Actions:
     move = jax.random.randint(move_key, (n,), 0, N_MOVES)
     style = jax.random.randint(style_key, (n,), 0, N_STYLES)
     legal = jnp.take_along_axis(obs.target_mask, style[:, None, None], axis=1)[:, 0]  # [N, K]
-    target = jax.random.categorical(target_key, jnp.where(legal, 0.0, -jnp.inf))
+    seen = jnp.cumsum(legal, axis=1)  # [N, K] legal slots up to each slot
+    pick = jax.random.randint(target_key, (n,), 0, seen[:, -1])  # which legal slot
+    target = jnp.sum(seen <= pick[:, None], axis=1)  # index of the pick-th legal slot
     return Actions(move=move.astype(jnp.int32), style=style.astype(jnp.int32),
                    target=target.astype(jnp.int32))
 
