@@ -53,7 +53,7 @@ def load_competitor(path: str | os.PathLike, name: str | None = None) -> Competi
     stored = checkpoint.read(path)["config"]
     known = {f for f in TrainConfig.__dataclass_fields__}
     config = TrainConfig(**{k: v for k, v in stored.items() if k in known})
-    network = make_network(config.network, config.hidden or None)
+    network = make_network(config.network, config.hidden or None, config.noop_bias)
     env = nmmo_jax.Env(config.env_config())
 
     def init() -> Any:

@@ -19,6 +19,9 @@ The target head scores slot k under style s as <q_s, e_k> / sqrt(H): the query q
 Dense of the state concatenated with style s's embedding, e_k slot k's encoded features
 (the encoder's per-entity output before pooling). Scoring every style at once keeps the network a function of the
 observation alone; the action distribution then picks the row of the sampled style.
+Slot 0 (the agent itself, the no-op target) gets a learned per-style offset on its
+score, initialised to `noop_bias` (TrainConfig's default 3): an untrained policy then
+mostly does not attack, instead of hitting random neighbours.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Heads(nn.Module):
     """Move, style, target and value heads on a state vector and encoded entities."""
 
     hidden: int
+    noop_bias: float = 0.0
 
     @nn.compact
     def __call__(self, state: jax.Array, entities: jax.Array, target_mask: jax.Array
@@ -64,6 +68,10 @@ class Heads(nn.Module):
         ], axis=-1)  # [..., 3, 2H]
         query = nn.Dense(self.hidden, name="target_query")(both)  # [..., 3, H]
         scores = jnp.einsum("...sh,...kh->...sk", query, entities) / jnp.sqrt(self.hidden)
+        # Slot 0 is the agent itself (the no-op target); a learned per-style offset on its
+        # score, initialised to `noop_bias`, starts the policy mostly not attacking.
+        noop = self.param("noop_bias", nn.initializers.constant(self.noop_bias), (N_STYLES,))
+        scores = scores.at[..., 0].add(noop)
         target = jnp.where(target_mask, scores, MASKED)
         value = nn.Dense(1, name="value")(state)[..., 0]
         return PolicyOutput(move, style, target, value)
@@ -109,6 +117,7 @@ class ReferencePolicy(nn.Module):
     """SPEC §8's encoder (embed + linear layers, H = 32) with the shared heads."""
 
     hidden: int = 32
+    noop_bias: float = 0.0
 
     @nn.compact
     def __call__(self, obs: nmmo_jax.Observation) -> PolicyOutput:
@@ -119,7 +128,7 @@ class ReferencePolicy(nn.Module):
         pooled = _masked_max(entities, obs.entity_mask)
         state = nn.relu(nn.Dense(h, name="state")(
             jnp.concatenate([grid, own, pooled], axis=-1)))
-        return Heads(h, name="heads")(state, entities, obs.target_mask)
+        return Heads(h, self.noop_bias, name="heads")(state, entities, obs.target_mask)
 
 
 class LargePolicy(nn.Module):
@@ -127,6 +136,7 @@ class LargePolicy(nn.Module):
 
     hidden: int = 128
     heads: int = 4
+    noop_bias: float = 0.0
 
     @nn.compact
     def __call__(self, obs: nmmo_jax.Observation) -> PolicyOutput:
@@ -150,18 +160,21 @@ class LargePolicy(nn.Module):
         state = nn.relu(nn.Dense(h, name="state1")(
             jnp.concatenate([grid, own, pooled], axis=-1)))
         state = nn.relu(nn.Dense(h, name="state2")(state))
-        return Heads(h, name="heads")(state, entities, obs.target_mask)
+        return Heads(h, self.noop_bias, name="heads")(state, entities, obs.target_mask)
 
 
 NETWORKS = {"reference": ReferencePolicy, "large": LargePolicy}
 
 
-def make_network(name: str = "reference", hidden: int | None = None) -> nn.Module:
+def make_network(name: str = "reference", hidden: int | None = None,
+                 noop_bias: float = 0.0) -> nn.Module:
     """The network called `name` ("reference" or "large"), with its default width unless
-    `hidden` is given."""
+    `hidden` is given; `noop_bias` initialises the target head's offset on the no-op
+    (self) target."""
     if name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; choose one of {sorted(NETWORKS)}")
-    return NETWORKS[name]() if hidden is None else NETWORKS[name](hidden=hidden)
+    kwargs = {} if hidden is None else {"hidden": hidden}
+    return NETWORKS[name](noop_bias=noop_bias, **kwargs)
 
 
 class ActionDist(NamedTuple):

@@ -67,7 +67,7 @@ class TrainConfig:
     lava_border: int = 9  # width of the lava ring
     entities: int = 16  # K, entity slots per observation
     reward_mode: str = "alive"  # "alive" (+1 per tick alive) or "death" (-1 at death)
-    reward_scale: float = 0.1  # multiplies the env reward (keeps values near 1)
+    reward_scale: float = 0.25  # multiplies the env reward (scales the value targets)
     # rollout and schedule
     realms: int = 16  # B, realms stepped in parallel
     rollout: int = 32  # T, ticks per rollout
@@ -89,6 +89,7 @@ class TrainConfig:
     # network and populations
     network: str = "reference"  # "reference" (SPEC §8, H=32) or "large"
     hidden: int = 0  # 0: the network's default width
+    noop_bias: float = 3.0  # initial target-head logit offset on the no-op (self) target
     same_init: bool = False  # start every population from the same parameters
     seed: int = 0  # PRNG seed of the whole run
     # outputs (used by train/train.py)
@@ -232,7 +233,7 @@ class Trainer:
         self.config = config
         self.env = nmmo_jax.Env(config.env_config())
         self.env_params = self.env.default_params
-        self.network = make_network(config.network, config.hidden or None)
+        self.network = make_network(config.network, config.hidden or None, config.noop_bias)
         self.optimizer = optax.chain(
             optax.clip_by_global_norm(config.max_grad_norm),
             optax.adamw(config.lr, eps=1e-5, weight_decay=config.weight_decay))
