@@ -153,27 +153,42 @@ class Env:
 
     def check_actions(self, actions: Actions, obs: Observation) -> None:
         """Raises `ValueError` naming the first live agent whose action is out of range
-        or targets a slot its style cannot hit (eager, for Python-facing callers)."""
+        or targets a slot its style cannot hit (eager, for Python-facing callers).
+
+        Arrays may carry leading realm axes ([R, N] for a batch); the error then names
+        the first realm with a bad action ("realm 2: agent 5: ...").
+        """
         move, style, target = (np.asarray(a) for a in (actions.move, actions.style, actions.target))
         n, k = self.cfg.n_agents, self.cfg.n_entities
-        for name, value in (("move", move), ("style", style), ("target", target)):
-            if value.shape != (n,):
-                raise ValueError(f"actions.{name} must have shape ({n},), got {value.shape}")
         alive = np.asarray(obs.alive)
-        mask = np.asarray(obs.target_mask)
-        for name, value, top in (("move", move, N_MOVES), ("style", style, N_STYLES),
-                                 ("target", target, k)):
-            bad = np.flatnonzero(alive & ((value < 0) | (value >= top)))
-            if bad.size:
-                i = bad[0]
-                raise ValueError(f"agent {i}: {name} {value[i]} is not in [0, {top})")
-        # Live agents are in range here; clipping only keeps dead slots' values in bounds.
-        legal = mask[np.arange(n), np.clip(style, 0, N_STYLES - 1), np.clip(target, 0, k - 1)]
-        bad = np.flatnonzero(alive & ~legal)
-        if bad.size:
-            i = bad[0]
-            raise ValueError(f"agent {i}: target slot {target[i]} cannot be hit with "
-                             f"{STYLE_NAMES[style[i]]} (empty or out of range)")
+        for name, value in (("move", move), ("style", style), ("target", target)):
+            if value.shape != alive.shape or value.shape[-1:] != (n,):
+                raise ValueError(f"actions.{name} must have shape {alive.shape[:-1] + (n,)}, "
+                                 f"got {value.shape}")
+        checks = [(name, value, top, (value < 0) | (value >= top))
+                  for name, value, top in (("move", move, N_MOVES), ("style", style, N_STYLES),
+                                           ("target", target, k))]
+        # Out-of-range values are reported above; clipping keeps their lookups in bounds.
+        rows = np.take_along_axis(np.asarray(obs.target_mask),
+                                  np.clip(style, 0, N_STYLES - 1)[..., None, None], axis=-2)
+        legal = np.take_along_axis(rows[..., 0, :], np.clip(target, 0, k - 1)[..., None],
+                                   axis=-1)[..., 0]
+        problems = [bad for *_, bad in checks] + [~legal]
+        flat = [(alive & bad).reshape(-1, n) for bad in problems]  # [R, N] each
+        realms = np.flatnonzero(np.any(np.logical_or.reduce(flat), axis=1))
+        if not realms.size:
+            return
+        r = realms[0]
+        where = f"realm {r}: " if alive.ndim > 1 else ""
+        for (name, value, top, _), bad in zip(checks, flat):
+            if bad[r].any():
+                i = np.flatnonzero(bad[r])[0]
+                raise ValueError(f"{where}agent {i}: {name} {value.reshape(-1, n)[r, i]} "
+                                 f"is not in [0, {top})")
+        i = np.flatnonzero(flat[-1][r])[0]
+        style, target = style.reshape(-1, n)[r, i], target.reshape(-1, n)[r, i]
+        raise ValueError(f"{where}agent {i}: target slot {target} cannot be hit with "
+                         f"{STYLE_NAMES[style]} (empty or out of range)")
 
     def step_checked(self, key: jax.Array, state: State, actions: Actions,
                      params: Params | None = None

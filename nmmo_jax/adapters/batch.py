@@ -10,7 +10,7 @@ import numpy as np
 
 from nmmo_jax.adapters.common import check_actions, make_env, seed_key
 from nmmo_jax.adapters.spaces import ACTION_FIELDS
-from nmmo_jax.config import N_MOVES, N_STYLES, Config, Params
+from nmmo_jax.config import Config, Params
 from nmmo_jax.env import Env
 from nmmo_jax.state import Actions, Observation, State
 
@@ -69,9 +69,7 @@ class BatchEnv:
         if self._state is None:
             raise RuntimeError("call reset() first")
         batch = self._actions(actions)
-        for r in _suspect_realms(batch, self._obs, self.check_targets):
-            row = jax.tree.map(lambda x: x[r], (batch, self._obs))
-            check_actions(self.env, *row, self.check_targets, prefix=f"realm {r}: ")
+        check_actions(self.env, batch, self._obs, self.check_targets)
         self._key, key = jax.random.split(self._key)
         obs, self._state, reward, done, info = self._step(
             jax.random.split(key, self.n_realms), self._state, batch, self.params)
@@ -92,21 +90,6 @@ class BatchEnv:
             bounds = np.iinfo(np.int32)
             columns[field] = np.clip(value, bounds.min, bounds.max).astype(np.int32)
         return Actions(**columns)
-
-
-def _suspect_realms(actions: Actions, obs: Observation, check_targets: bool) -> np.ndarray:
-    """The realms where a live agent's action is out of range or (with `check_targets`)
-    aims at a slot its style cannot hit, found for all realms in one pass of numpy;
-    `check_actions` then words the error for the first of them."""
-    move, style, target = actions.move, actions.style, actions.target
-    k = obs.target_mask.shape[-1]
-    ok = ((0 <= move) & (move < N_MOVES) & (0 <= style) & (style < N_STYLES)
-          & (0 <= target) & (target < k))
-    if check_targets:
-        rows = np.take_along_axis(obs.target_mask, np.clip(style, 0, N_STYLES - 1)[
-            ..., None, None], axis=2)[:, :, 0]  # [R, N, K]
-        ok &= np.take_along_axis(rows, np.clip(target, 0, k - 1)[..., None], axis=2)[..., 0]
-    return np.flatnonzero(np.any(obs.alive & ~ok, axis=1))
 
 
 def _fields(tree: Any) -> dict[str, np.ndarray]:

@@ -32,10 +32,9 @@ def seed_key(seed: int | None) -> jax.Array:
     return jax.random.key(seed)
 
 
-def check_actions(env: Env, actions: Actions, obs: Observation, check_targets: bool,
-                  prefix: str = "") -> None:
-    """`env.check_actions`, its errors naming the agent as the facades do ("agent_3"),
-    after `prefix`.
+def check_actions(env: Env, actions: Actions, obs: Observation, check_targets: bool) -> None:
+    """`env.check_actions` (one realm or a batch), its errors naming the agent as the
+    facades do ("agent_3", after "realm 1: " for a batch).
 
     With `check_targets` False only out-of-range values raise: an in-range target the
     style cannot hit is left to the step, where it is no attack.
@@ -45,5 +44,6 @@ def check_actions(env: Env, actions: Actions, obs: Observation, check_targets: b
     try:
         env.check_actions(actions, obs)
     except ValueError as error:
-        message = re.sub(r"^agent (\d+):", lambda m: f"{agent_name(int(m[1]))}:", str(error))
-        raise ValueError(prefix + message) from None
+        message = re.sub(r"^((?:realm \d+: )?)agent (\d+):",
+                         lambda m: f"{m[1]}{agent_name(int(m[2]))}:", str(error))
+        raise ValueError(message) from None
