@@ -109,7 +109,8 @@ def nearest_entities(agents: Agents, index: GridIndex, cfg: Config) -> jnp.ndarr
     follow their slot order. Dead observers see nothing (all -1).
     """
     n, k, r, side = cfg.n_agents, cfg.n_entities, cfg.view_radius, cfg.map_size
-    order = jnp.asarray(view_order(cfg))  # [T, 2]
+    offsets = view_order(cfg)  # [T, 2] numpy, nearest first
+    order = jnp.asarray(offsets)
     count_grid = jnp.pad(jnp.minimum(index.count, cfg.max_stack).reshape(side, side), r)
     cells = agents.pos[:, None, :] + order[None] + r  # [N, T, 2] in padded coordinates
     counts = count_grid[cells[..., 0], cells[..., 1]]  # [N, T] nearest first
@@ -123,7 +124,7 @@ def nearest_entities(agents: Agents, index: GridIndex, cfg: Config) -> jnp.ndarr
     wide = side + 2 * r  # the stack grid padded by the view radius with "nobody" (N)
     stack = jnp.pad(index.stack.reshape(-1, side, side), ((0, 0), (r, r), (r, r)),
                     constant_values=n).reshape(cfg.max_stack, -1)
-    step = jnp.asarray(np.asarray(view_order(cfg)) @ np.array([wide, 1], np.int32))  # [T]
+    step = jnp.asarray(offsets @ np.array([wide, 1], np.int32))  # [T] flat offsets
     centre = (agents.pos[:, 0] + r) * wide + agents.pos[:, 1] + r  # [N]
     others = stack[jnp.clip(layer, 0, cfg.max_stack - 1), centre[:, None] + step[tile]]
     others = jnp.where(found & (others < n), others, -1)
@@ -133,9 +134,9 @@ def nearest_entities(agents: Agents, index: GridIndex, cfg: Config) -> jnp.ndarr
 
 
 def _agent_table(agents: Agents, params: Params, cfg: Config) -> jnp.ndarray:
-    """Each agent's observer-independent features, [N, 11] float32: time_alive/100,
-    centred health, food, water, row and col, raw row and col, damage, population,
-    freeze. One row gather of this table replaces a gather per feature."""
+    """Each agent's observer-independent features, [N, 9] float32: time_alive/100,
+    centred health, food, water, row and col, damage, population, freeze. One row
+    gather of this table replaces a gather per feature."""
     def centred(x: jnp.ndarray, top: jnp.ndarray) -> jnp.ndarray:
         top = top.astype(jnp.float32)
         return (x.astype(jnp.float32) - top / 2) / top
@@ -148,31 +149,34 @@ def _agent_table(agents: Agents, params: Params, cfg: Config) -> jnp.ndarray:
         centred(agents.water, params.max_water),
         (pos[:, 0] - cfg.map_size / 2) / cfg.map_size,
         (pos[:, 1] - cfg.map_size / 2) / cfg.map_size,
-        pos[:, 0],
-        pos[:, 1],
         agents.damage.astype(jnp.float32) / params.max_health.astype(jnp.float32),
         agents.population.astype(jnp.float32),
         agents.freeze.astype(jnp.float32) / jnp.maximum(params.mage_freeze, 1).astype(jnp.float32),
     ], axis=1)
 
 
-def entity_features(agents: Agents, ids: jnp.ndarray, params: Params, cfg: Config
-                    ) -> jnp.ndarray:
+def entity_offsets(agents: Agents, ids: jnp.ndarray) -> jnp.ndarray:
+    """(row, col) of each seen agent minus its observer's, [N, K, 2] int32."""
+    return agents.pos[jnp.maximum(ids, 0)] - agents.pos[:, None, :]
+
+
+def entity_features(agents: Agents, ids: jnp.ndarray, offsets: jnp.ndarray, params: Params,
+                    cfg: Config) -> jnp.ndarray:
     """The 11 features of the agents `ids` [N, K] as seen by each observer (row i of
-    `ids` is observer i), [N, K, 11] float32; zero where id < 0."""
-    table = _agent_table(agents, params, cfg)  # [N, 11]
-    seen = table[jnp.maximum(ids, 0)]  # [N, K, 11]
-    delta = (seen[..., 6:8] - table[:, None, 6:8]) / max(cfg.view_radius, 1)
-    same = jnp.where(seen[..., 9] == table[:, None, 9], 0.5, -0.5)
-    feats = jnp.concatenate([seen[..., :6], delta, seen[..., 8:9], same[..., None],
-                             seen[..., 10:11]], axis=-1)
+    `ids` is observer i; `offsets` from `entity_offsets`), [N, K, 11] float32; zero
+    where id < 0."""
+    table = _agent_table(agents, params, cfg)  # [N, 9]
+    seen = table[jnp.maximum(ids, 0)]  # [N, K, 9]
+    delta = offsets.astype(jnp.float32) / max(cfg.view_radius, 1)
+    same = jnp.where(seen[..., 7] == table[:, None, 7], 0.5, -0.5)
+    feats = jnp.concatenate([seen[..., :6], delta, seen[..., 6:7], same[..., None],
+                             seen[..., 8:9]], axis=-1)
     return jnp.where((ids >= 0)[..., None], feats, 0.0)
 
 
-def target_mask(agents: Agents, ids: jnp.ndarray, params: Params) -> jnp.ndarray:
+def target_mask(ids: jnp.ndarray, offsets: jnp.ndarray, params: Params) -> jnp.ndarray:
     """Which entity slots each style can hit, [N, 3, K] bool; slot 0 (no-op) always True."""
-    offset = agents.pos[jnp.maximum(ids, 0)] - agents.pos[:, None, :]
-    distance = jnp.max(jnp.abs(offset), axis=-1)  # Chebyshev, [N, K]
+    distance = jnp.max(jnp.abs(offsets), axis=-1)  # Chebyshev, [N, K]
     mask = (ids >= 0)[:, None, :] & (distance[:, None, :] <= params.ranges[None, :, None])
     return mask.at[:, :, 0].set(True)
 
@@ -187,14 +191,15 @@ def observe(state: State, params: Params, cfg: Config) -> tuple[Observation, jnp
     tiles = _window(state.tiles, agents.pos, r, LAVA)
     counts = _window(jnp.minimum(index.count, 127).reshape(side, side).astype(jnp.int8),
                      agents.pos, r, 0)
-    entities = entity_features(agents, ids, params, cfg)
+    offsets = entity_offsets(agents, ids)
+    entities = entity_features(agents, ids, offsets, params, cfg)
     obs = Observation(
         tiles=jnp.where(alive[:, None, None], tiles, 0).astype(jnp.int8),
         counts=jnp.where(alive[:, None, None], counts, 0).astype(jnp.int8),
         own=entities[:, 0],
         entities=entities,
         entity_mask=ids >= 0,
-        target_mask=target_mask(agents, ids, params),
+        target_mask=target_mask(ids, offsets, params),
         alive=alive,
         population=agents.population,
     )
