@@ -103,8 +103,12 @@ def arena_config(competitors: Sequence[Competitor], agents: int | None = None
 
 
 @functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=None)
 def arena(cfg: nmmo_jax.Config) -> nmmo_jax.Env:
-    """One `Env` per arena shape, so that evaluations of the same shape share programs."""
+    """One `Env` per arena shape, so that evaluations of the same shape share programs.
+
+    Configs compare by their static fields only; callers pass the rule numbers
+    explicitly, so a cached `Env`'s default params are never used."""
     return nmmo_jax.Env(cfg)
 
 
