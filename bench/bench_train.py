@@ -24,24 +24,24 @@ from train.ppo import TrainConfig, make_train
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = TrainConfig()
-    for name in ("realms", "rollout", "epochs", "minibatches", "agents", "pops", "chunk"):
-        parser.add_argument("--" + name, type=int, default=getattr(defaults, name))
-    parser.add_argument("--update-fraction", type=float, default=defaults.update_fraction)
+    for name in ("realms", "rollout", "epochs", "minibatch_size", "act_chunk", "agents", "pops",
+                 "chunk"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     parser.add_argument("--network", default=defaults.network)
     parser.add_argument("--chunks", type=int, default=3, help="timed calls after warm-up")
     args = parser.parse_args()
 
     config = dataclasses.replace(
         defaults, realms=args.realms, rollout=args.rollout, epochs=args.epochs,
-        minibatches=args.minibatches, agents=args.agents, pops=args.pops, chunk=args.chunk,
-        update_fraction=args.update_fraction, network=args.network)
+        minibatch_size=args.minibatch_size, act_chunk=args.act_chunk, agents=args.agents,
+        pops=args.pops, chunk=args.chunk, network=args.network)
     trainer = make_train(config)
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} "
           f"({platform.processor() or platform.machine()}); {config.preset}, {config.agents} "
           f"slots, {config.pops} pops, {config.network} network; {config.realms} realms x "
           f"{config.rollout} ticks = {config.steps_per_update:,} slot-steps per update, "
-          f"{config.epochs} epochs x {config.minibatches} minibatches on "
-          f"{trainer.update_samples} samples per population")
+          f"{config.epochs} epochs in minibatches of {trainer.minibatch_size} live samples "
+          f"per population")
 
     runner = trainer.init(jax.random.key(0))
     start = time.perf_counter()

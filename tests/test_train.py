@@ -17,12 +17,12 @@ from nmmo_jax.config import REWARD_MODES
 from train import checkpoint
 from train.evaluate import Competitor, evaluate
 from train.networks import ActionDist
-from train.populations import apply_populations, from_pops, init_populations, to_pops
+from train.populations import act_live, apply_populations, from_pops, init_populations, to_pops
 from train.ppo import TrainConfig, make_train, ppo_loss
 from train.train import metric_rows, parse_args, train
 
 TINY = TrainConfig(map_size=32, lava_border=3, agents=16, pops=4, entities=8, realms=4,
-                   rollout=16, chunk=5, epochs=2, minibatches=2, update_fraction=1.0,
+                   rollout=16, chunk=5, epochs=2, minibatch_size=64,
                    lr=3e-3, total_steps=16 * 4 * 16 * 10, checkpoint_every=5, eval_ticks=0)
 LEARN_UPDATES = 30
 
@@ -113,6 +113,35 @@ def test_illegal_targets_are_never_sampled(first_chunks, forward):
                                 )[..., 0, :]
     assert np.all(np.take_along_axis(np.asarray(legal), np.asarray(actions.target)[..., None],
                                      axis=-1))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_acting_on_live_slots_only_matches_the_full_forward(trainer, first_chunks, forward,
+                                                            chunk):
+    """Whatever the chunk, every live slot gets its own population's value and a legal
+    action; empty slots get zeros."""
+    runner = first_chunks[1]
+    slots = np.arange(runner.obs.alive.size).reshape(runner.obs.alive.shape)
+    runner = runner.replace(obs=runner.obs.replace(  # empty some slots, unevenly by population
+        alive=runner.obs.alive & jnp.asarray((slots % 3 != 0) & (slots % 7 != 1))))
+    acted = act_live(trainer.network, runner.params, runner.obs, jax.random.key(3), chunk)
+    full = forward(runner)
+    alive = np.asarray(runner.obs.alive)
+    assert 0 < alive.sum() < alive.size
+    np.testing.assert_allclose(np.asarray(acted.value)[alive], np.asarray(full.value)[alive],
+                               rtol=1e-5, atol=1e-5)
+    expected = ActionDist(full).log_prob(acted.actions)
+    np.testing.assert_allclose(np.asarray(acted.log_prob)[alive], np.asarray(expected)[alive],
+                               rtol=1e-4, atol=1e-4)
+    for leaf in (acted.value, acted.log_prob, *jax.tree.leaves(acted.actions)):
+        assert not np.asarray(leaf)[~alive].any()
+
+
+def test_each_epoch_steps_through_the_live_samples(first_chunks):
+    metrics = first_chunks[3]
+    live = np.asarray(metrics["live_steps"])  # [updates, P]
+    steps = -(-live.max(axis=1) // TINY.minibatch_size) * TINY.epochs
+    np.testing.assert_array_equal(np.asarray(metrics["grad_steps"])[:, 0], steps)
 
 
 def test_an_empty_slot_contributes_nothing_to_the_loss(trainer, first_chunks, forward):

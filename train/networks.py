@@ -48,6 +48,25 @@ class PolicyOutput(NamedTuple):
     value: jax.Array  # [...]
 
 
+class TargetQuery(nn.Module):
+    """Dense(2H -> H) of [state, style embedding] for each of the 3 styles, [..., 3, H].
+
+    Its parameters are those of one `nn.Dense` on the concatenation; the kernel is applied
+    in two halves, so the state is multiplied once rather than once per style.
+    """
+
+    hidden: int
+
+    @nn.compact
+    def __call__(self, state: jax.Array, style_emb: jax.Array) -> jax.Array:
+        # state [..., H], style_emb [3, H]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (2 * self.hidden, self.hidden))
+        bias = self.param("bias", nn.initializers.zeros, (self.hidden,))
+        per_style = style_emb @ kernel[self.hidden:] + bias  # [3, H]
+        return (state @ kernel[:self.hidden])[..., None, :] + per_style
+
+
 class Heads(nn.Module):
     """Move, style, target and value heads on a state vector and encoded entities."""
 
@@ -62,11 +81,7 @@ class Heads(nn.Module):
         style = nn.Dense(N_STYLES, name="style")(state)
         style_emb = self.param("style_embedding", nn.initializers.normal(1.0),
                                (N_STYLES, self.hidden))  # [3, H]
-        both = jnp.concatenate([
-            jnp.broadcast_to(state[..., None, :], state.shape[:-1] + (N_STYLES, self.hidden)),
-            jnp.broadcast_to(style_emb, state.shape[:-1] + (N_STYLES, self.hidden)),
-        ], axis=-1)  # [..., 3, 2H]
-        query = nn.Dense(self.hidden, name="target_query")(both)  # [..., 3, H]
+        query = TargetQuery(self.hidden, name="target_query")(state, style_emb)  # [..., 3, H]
         scores = jnp.einsum("...sh,...kh->...sk", query, entities) / jnp.sqrt(self.hidden)
         # Slot 0 is the agent itself (the no-op target); a learned per-style offset on its
         # score, initialised to `noop_bias`, starts the policy mostly not attacking.
@@ -106,7 +121,7 @@ class WindowEncoder(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         kernel = kernel.reshape(cells, self.embed + 1, self.features)
         folded = jnp.einsum("te,cef->ctf", embedding, kernel[:, :self.embed])  # [V*V, 7, F]
-        one_hot = tiles.reshape(batch + (cells, 1)).astype(jnp.int32) == jnp.arange(N_TILE_TYPES)
+        one_hot = tiles.reshape(batch + (cells, 1)) == jnp.arange(N_TILE_TYPES, dtype=tiles.dtype)
         one_hot = one_hot.astype(jnp.float32).reshape(batch + (cells * N_TILE_TYPES,))
         counts = counts.reshape(batch + (cells,)).astype(jnp.float32)
         return (one_hot @ folded.reshape(-1, self.features)

@@ -5,17 +5,22 @@ population i % P (the environment's rule), so an agent axis [N] reshapes to [N/P
 with population p in column p; `to_pops` moves that column axis to the front, and the
 network is vmapped over it with each population's own parameters. There is no Python
 loop over populations anywhere.
+
+`act_live` samples actions the way a rollout needs them: it runs the network on live
+slots only. Spawning refills at most one slot per tick, so in Chaos with 128 slots only
+about as many slots hold an agent as an agent lives ticks; the empty ones cost nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 import nmmo_jax
+from train.networks import ActionDist
 
 Params = Any  # a pytree of arrays
 
@@ -64,3 +69,60 @@ def apply_populations(network: nn.Module, params: Params, obs: nmmo_jax.Observat
     split = jax.tree.map(lambda x: to_pops(x, n_pops, axis), obs)
     out = jax.vmap(network.apply)(params, split)
     return jax.tree.map(lambda y: from_pops(y, axis), out)
+
+
+class Acted(NamedTuple):
+    """Sampled actions with their log-probabilities and values, shaped like `obs.alive`."""
+
+    actions: nmmo_jax.Actions
+    log_prob: jax.Array
+    value: jax.Array
+
+
+def live_first(alive: jax.Array) -> jax.Array:
+    """Per row of a [P, S] mask, the indices of the True entries in order, then the rest."""
+    return jnp.argsort(~alive, axis=1, stable=True)
+
+
+def act_live(network: nn.Module, params: Params, obs: nmmo_jax.Observation,
+             key: jax.Array, chunk: int) -> Acted:
+    """Samples every live slot's action from its population's network, skipping empty slots.
+
+    `obs` leaves have the agent axis [N] last in their batch shape (e.g. [B, N, ...]).
+    Each population's live slots are gathered in slot order and the network runs on
+    `chunk` of them per population at a time, as many times as the population with the
+    most live slots needs (a loop with a traced trip count: the work follows the live
+    agents, the shapes stay fixed). Empty slots get action 0 (stay; style melee; target
+    slot 0, the no-op), log-probability 0 and value 0.
+    """
+    n_pops = jax.tree.leaves(params)[0].shape[0]
+    batch_ndim = obs.alive.ndim
+    split = jax.tree.map(lambda x: to_pops(x, n_pops, batch_ndim - 1), obs)
+    flat = jax.tree.map(lambda x: x.reshape((n_pops, -1) + x.shape[batch_ndim + 1:]), split)
+    size = flat.alive.shape[1]  # S, slots per population
+    chunk = min(chunk, size)
+    order = live_first(flat.alive)  # [P, S]
+    live = jnp.sum(flat.alive, axis=1)  # [P]
+    rows = jnp.arange(n_pops)[:, None]
+
+    def call(i, acted: Acted) -> Acted:
+        position = i * chunk + jnp.arange(chunk)  # [C]
+        index = order[:, jnp.minimum(position, size - 1)]  # [P, C]
+        part = jax.tree.map(lambda x: jax.vmap(lambda x, j: x[j])(x, index), flat)
+        dist = ActionDist(jax.vmap(network.apply)(params, part))
+        actions = dist.sample(jax.random.fold_in(key, i))
+        # Positions past a population's live count hold empty (or repeated) slots: dropped.
+        target = jnp.where(position < live[:, None], index, size)
+
+        def put(into: jax.Array, value: jax.Array) -> jax.Array:
+            return into.at[rows, target].set(value, mode="drop")
+
+        return jax.tree.map(put, acted, Acted(actions, dist.log_prob(actions), dist.out.value))
+
+    zeros = jnp.zeros((n_pops, size), jnp.int32)
+    empty = Acted(nmmo_jax.Actions(zeros, zeros, zeros), jnp.zeros((n_pops, size)),
+                  jnp.zeros((n_pops, size)))
+    calls = (jnp.max(live) + chunk - 1) // chunk
+    acted = jax.lax.fori_loop(0, calls, call, empty)
+    shape = split.alive.shape  # [P, ..., N/P]
+    return jax.tree.map(lambda x: from_pops(x.reshape(shape), batch_ndim - 1), acted)

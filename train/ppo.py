@@ -10,19 +10,21 @@ chunks writes logs and checkpoints). One update:
 2. GAE over each slot's stream. A slot's episode ends on the tick its agent dies
    (`done`); a later spawn in the slot starts a new one. Rollouts cut lifetimes at T and
    bootstrap from the value of the last observation.
-3. Epochs of minibatches under `lax.scan`. The loss (clipped policy loss, value loss,
+3. Epochs over the live samples in minibatches of `minibatch_size` per population. The loss (clipped policy loss, value loss,
    entropy bonus) is computed per population, vmapped over the population axis, so
    each population's parameters get gradients from its own agents only; Adam with
    gradient clipping (`optax.chain(clip_by_global_norm, adamw)`) is vmapped the same
    way, so clipping is per population too.
 
 Slots that are empty during a tick (the agent is dead and the slot not yet respawned,
-`obs.alive` False) are masked out of every loss term and of the advantage
-normalisation, which is per population. Since they carry no loss, each epoch trains on
-a fixed number of samples per population (`update_fraction` of them), the live ones
-first in random order: early on most slots are empty, and the update costs what the
-live agents need rather than what all slots would. When more samples are live than fit,
-each epoch draws its own random subset (the `coverage` metric says what share fit).
+`obs.alive` False) carry no loss and cost no compute: the rollout runs the network on
+live slots only (`populations.act_live`), and each epoch shuffles every population's
+live samples and steps through them in minibatches of `minibatch_size`, as many as the
+population with the most live samples needs (a loop with a traced trip count; a
+population with fewer fills its last minibatches with masked samples). Spawning refills
+one slot per tick, so in Chaos with 128 slots only about as many slots are live as an
+agent lives ticks: the work follows the live agents rather than the slots. Advantages
+are normalised per population over its live samples.
 
 Reward: the environment's `reward_mode` "alive" (+1 per tick survived, 0 on the tick of
 death) times `reward_scale` by default. With discounting, "alive" and "death" (-1 at
@@ -32,10 +34,11 @@ that is easy to fit; either can be chosen. The metric is mean lifetime.
 
 `algo="pg"` is the v1.0-style vanilla policy gradient: discounted returns over each
 lifetime (GAE with lambda = 1, bootstrapped by the value only where a life crosses the
-end of a rollout), normalised advantages, one epoch, one minibatch, no clipping.
+end of a rollout), normalised advantages, one epoch, one gradient step on all the live
+samples, no clipping.
 
-Step counts are slot-steps: realms x agent slots x ticks, empty slots included (the
-compute is spent on them too); metrics also report live agent-steps.
+Step counts (`total_steps`) are slot-steps: realms x agent slots x ticks, empty slots
+included; metrics also report live agent-steps, the steps of slots that held an agent.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from flax import struct
 import nmmo_jax
 from nmmo_jax.config import CAUSE_NAMES, REWARD_MODES
 from train.networks import ActionDist, PolicyOutput, make_network
-from train.populations import apply_populations, init_populations, to_pops
+from train.populations import act_live, apply_populations, init_populations, to_pops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +78,8 @@ class TrainConfig:
     chunk: int = 10  # updates per compiled call (logging / checkpoint granularity)
     # algorithm
     algo: str = "ppo"  # "ppo" or "pg" (v1.0-style vanilla policy gradient)
-    epochs: int = 3  # passes over the samples per update
-    minibatches: int = 8  # gradient steps per epoch
+    epochs: int = 3  # passes over the live samples per update
+    minibatch_size: int = 512  # live samples per population per gradient step
     gamma: float = 0.99  # discount
     gae_lambda: float = 0.95  # GAE lambda (pg uses 1)
     clip: float = 0.2  # PPO ratio and value clipping
@@ -85,11 +88,11 @@ class TrainConfig:
     lr: float = 2e-3  # Adam learning rate
     weight_decay: float = 1e-5  # AdamW weight decay
     max_grad_norm: float = 5.0  # per-population gradient clipping
-    update_fraction: float = 0.3  # share of each population's samples per epoch, live first
     # network and populations
     network: str = "reference"  # "reference" (SPEC §8, H=32) or "large"
     hidden: int = 0  # 0: the network's default width
     noop_bias: float = 3.0  # initial target-head logit offset on the no-op (self) target
+    act_chunk: int = 64  # live slots per population per network call in the rollout
     same_init: bool = False  # start every population from the same parameters
     seed: int = 0  # PRNG seed of the whole run
     # outputs (used by train/train.py)
@@ -102,15 +105,12 @@ class TrainConfig:
             raise ValueError(f"algo must be 'ppo' or 'pg', got {self.algo!r}")
         if self.reward_mode not in REWARD_MODES:
             raise ValueError(f"reward_mode must be one of {list(REWARD_MODES)}, got {self.reward_mode!r}")
-        for name in ("realms", "rollout", "chunk", "epochs", "minibatches", "agents", "pops"):
+        for name in ("realms", "rollout", "chunk", "epochs", "minibatch_size", "act_chunk",
+                     "agents", "pops"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.reward_scale <= 0:
             raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}")
-        if not 0.0 < self.update_fraction <= 1.0:
-            raise ValueError(f"update_fraction must be in (0, 1], got {self.update_fraction}")
-        if self.rollout * self.realms * (self.agents // self.pops) < self.minibatches:
-            raise ValueError("minibatches exceeds the samples per population per update")
 
     def env_config(self) -> nmmo_jax.Config:
         """The environment's static config and rule numbers for this run."""
@@ -239,10 +239,9 @@ class Trainer:
             optax.adamw(config.lr, eps=1e-5, weight_decay=config.weight_decay))
         self.traces = 0
         samples = config.rollout * config.realms * config.agents // config.pops
-        minibatches = 1 if config.algo == "pg" else config.minibatches
-        # Samples per population per epoch (live ones first), a multiple of minibatches.
-        self.update_samples = max(1, int(samples * config.update_fraction) // minibatches
-                                  ) * minibatches
+        # Live samples per population per gradient step; pg takes all of them at once.
+        self.minibatch_size = samples if config.algo == "pg" else min(config.minibatch_size,
+                                                                        samples)
         self.init = jax.jit(self._init)
         self.run = jax.jit(self._run_chunk)
         self._train = jax.jit(self._train_all)
@@ -271,14 +270,11 @@ class Trainer:
         def tick(carry, key):
             env_state, obs = carry
             act_key, step_key = jax.random.split(key)
-            out = apply_populations(self.network, runner.params, obs)  # leaves [B, N, ...]
-            dist = ActionDist(out)
-            actions = dist.sample(act_key)
-            log_prob = dist.log_prob(actions)
+            acted = act_live(self.network, runner.params, obs, act_key, cfg.act_chunk)
             next_obs, env_state, reward, done, info = jax.vmap(env.step, (0, 0, 0, None))(
-                jax.random.split(step_key, cfg.realms), env_state, actions, self.env_params)
-            step = Transition(obs, actions, log_prob, out.value, reward * cfg.reward_scale,
-                              done, obs.alive)
+                jax.random.split(step_key, cfg.realms), env_state, acted.actions, self.env_params)
+            step = Transition(obs, acted.actions, acted.log_prob, acted.value,
+                              reward * cfg.reward_scale, done, obs.alive)
             causes = jax.nn.one_hot(info.cause, len(CAUSE_NAMES), dtype=jnp.int32)[..., 1:]
             stats = {"deaths": info.pop_deaths.sum(0), "lifetime_sum": info.pop_lifetime.sum(0),
                      "live": info.pop_alive.sum(0),  # [P] each
@@ -310,30 +306,39 @@ class Trainer:
         std = jnp.sqrt(masked_mean((data[1] - mean) ** 2, valid, axis=1))[:, None]
         data = (data[0], (data[1] - mean) / (std + 1e-8), data[2])
 
-        epochs, minibatches = (1, 1) if cfg.algo == "pg" else (cfg.epochs, cfg.minibatches)
+        epochs = 1 if cfg.algo == "pg" else cfg.epochs
+        size = valid.shape[1]  # S, samples per population
+        batch_size = self.minibatch_size
+        live = jnp.sum(valid, axis=1)  # [P]
+        steps = (jnp.max(live) + batch_size - 1) // batch_size  # gradient steps per epoch
         grad_fn = jax.vmap(jax.value_and_grad(
             lambda p, b, a, t: ppo_loss(self.network, cfg, p, b, a, t), has_aux=True))
 
-        def minibatch_step(carry, batch):
-            params, opt_state = carry
-            (_, aux), grads = grad_fn(params, *batch)
-            updates, opt_state = jax.vmap(self.optimizer.update)(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), aux
-
-        used = self.update_samples
-
         def epoch(carry, key):
-            # A random order with the live samples first; the first `used` enter the epoch.
-            noise = jax.random.uniform(key, valid.shape) + (~valid)  # [P, S]
-            order = jnp.argsort(noise, axis=1)[:, :used]  # [P, C]
-            shuffled = jax.tree.map(
-                lambda x: jnp.swapaxes(jax.vmap(lambda x, i: x[i])(x, order).reshape(
-                    (cfg.pops, minibatches, -1) + x.shape[2:]), 0, 1),
-                data)  # leaves [M, P, C/M, ...]
-            return jax.lax.scan(minibatch_step, carry, shuffled)
+            # Each population's live samples in a random order, then the empty ones.
+            order = jnp.argsort(jax.random.uniform(key, valid.shape) + ~valid, axis=1)  # [P, S]
 
-        (params, opt_state), aux = jax.lax.scan(
-            epoch, (runner.params, runner.opt_state), jax.random.split(epoch_key, epochs))
+            def minibatch_step(i, carry):
+                params, opt_state, aux_sum = carry
+                position = i * batch_size + jnp.arange(batch_size)  # [M]
+                index = order[:, jnp.minimum(position, size - 1)]  # [P, M]
+                traj, adv, target = jax.tree.map(
+                    lambda x: jax.vmap(lambda x, j: x[j])(x, index), data)
+                # Positions past a population's live count are empty or repeated: masked.
+                traj = traj._replace(valid=traj.valid & (position < live[:, None]))
+                (_, aux), grads = grad_fn(params, traj, adv, target)
+                updates, opt_state = jax.vmap(self.optimizer.update)(grads, opt_state, params)
+                weight = jnp.sum(traj.valid, axis=1)  # [P], the step's live samples
+                aux_sum = jax.tree.map(lambda total, x: total + x * weight, aux_sum, aux)
+                return optax.apply_updates(params, updates), opt_state, aux_sum
+
+            return jax.lax.fori_loop(0, steps, minibatch_step, carry), None
+
+        no_aux = LossAux(*[jnp.zeros((cfg.pops,))] * len(LossAux._fields))
+        (params, opt_state, aux_sum), _ = jax.lax.scan(
+            epoch, (runner.params, runner.opt_state, no_aux),
+            jax.random.split(epoch_key, epochs))
+        aux = jax.tree.map(lambda x: x / jnp.maximum(live * epochs, 1), aux_sum)  # [P] each
         runner = runner.replace(params=params, opt_state=opt_state, key=key,
                                 update=runner.update + 1)
 
@@ -352,9 +357,8 @@ class Trainer:
             "reward": per_pop(traj.reward / cfg.reward_scale),
             "value": per_pop(traj.value),
             "explored": explored.astype(jnp.float32),
-            "coverage": jnp.minimum(1.0, self.update_samples / jnp.maximum(
-                jnp.sum(valid, axis=1), 1)),  # share of live samples each epoch trains on
-            **{name: jnp.mean(v, axis=(0, 1)) for name, v in aux._asdict().items()},
+            "grad_steps": jnp.broadcast_to(steps * epochs, (cfg.pops,)),
+            **aux._asdict(),
         }  # every entry [P]
         return runner, metrics
 
