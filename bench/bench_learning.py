@@ -1,12 +1,14 @@
 """Learning speed: mean lifetime against wall-clock time for a fixed budget (default 10
 minutes, compilation included), Chaos, 128 agent slots in 8 populations, TrainConfig's
-defaults. Prints the curve and saves it to docs/learning_curve.png.
+defaults unless flags of train/train.py say otherwise. Prints the curve and saves it to
+docs/learning_curve.png.
 
 The lifetime of an update is that of the agents that died during its rollout (all
 populations together); random play lives about 10 ticks.
 
     python bench/bench_learning.py                    # 600 s
     python bench/bench_learning.py --seconds 120 --out /tmp/curve.png
+    python bench/bench_learning.py --epochs 3 --lr 3e-3      # any flag of train/train.py
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from train.ppo import TrainConfig, make_train
-from train.train import metric_rows
+from train.ppo import make_train
+from train.train import metric_rows, parse_args
 
 
 def main() -> None:
@@ -30,14 +32,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1]
                                               / "docs" / "learning_curve.png"))
-    args = parser.parse_args()
-
-    config = dataclasses.replace(TrainConfig(), seed=args.seed, total_steps=1e12)
+    args, rest = parser.parse_known_args()
+    config, _ = parse_args(rest)  # TrainConfig's flags, as train/train.py reads them
+    config = dataclasses.replace(config, seed=args.seed, total_steps=1e12)
     trainer = make_train(config)
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} "
           f"({platform.processor() or platform.machine()}); {config.preset}, {config.agents} "
           f"slots, {config.pops} pops; {config.realms} realms x {config.rollout} ticks, "
-          f"{config.epochs} epochs; budget {args.seconds:.0f} s")
+          f"{config.epochs} epochs, minibatches of {config.minibatch_size}; budget "
+          f"{args.seconds:.0f} s" + (f"; flags: {' '.join(rest)}" if rest else ""))
     start = time.perf_counter()
     runner = trainer.init(jax.random.key(config.seed))
     rows, report_at = [], 0.0
@@ -57,9 +60,11 @@ def main() -> None:
     lifetime = np.array([r["lifetime"] for r in rows])
     smooth = np.convolve(lifetime, np.ones(10) / 10, mode="valid")
     reached = np.flatnonzero(smooth >= 60)
+    live = sum(sum(r["live_steps_pop"]) for r in rows)
     print(f"final: mean lifetime over the last 10 updates {smooth[-1]:.1f} ticks after "
-          f"{seconds[-1]:.0f} s and {rows[-1]['steps']:,} slot-steps "
-          f"({rows[-1]['steps'] / seconds[-1]:,.0f} slot-steps/s incl. compilation)")
+          f"{seconds[-1]:.0f} s, {rows[-1]['steps']:,} slot-steps and {live:,.0f} live "
+          f"agent-steps ({rows[-1]['steps'] / seconds[-1]:,.0f} slot-steps/s, "
+          f"{live / seconds[-1]:,.0f} live agent-steps/s, compilation included)")
     print("10-update mean first reached 60 ticks at "
           + (f"{seconds[reached[0] + 9]:.0f} s" if reached.size else "never"))
 

@@ -2,8 +2,9 @@
 policy network, GAE, minibatch epochs and optimiser steps), Chaos, 128 agent slots.
 
 A slot-step is one agent slot of one realm for one tick, whether or not the slot holds a
-live agent (the network runs on every slot); live agent-steps are also printed. The
-rollout alone (environment plus network forward and sampling) is timed separately.
+live agent (the environment steps every slot); a live agent-step is a slot-step of a slot
+that holds an agent (the network and the update only run on those). Both are printed.
+The rollout alone (environment plus network forward and sampling) is timed separately.
 
     python bench/bench_train.py                         # defaults of TrainConfig
     python bench/bench_train.py --realms 32 --epochs 2 --chunks 3
@@ -26,7 +27,8 @@ def main() -> None:
     defaults = TrainConfig()
     for name in ("realms", "rollout", "epochs", "minibatch_size", "act_chunk", "agents", "pops",
                  "chunk"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+        parser.add_argument("--" + name.replace("_", "-"), type=int,
+                            default=getattr(defaults, name))
     parser.add_argument("--network", default=defaults.network)
     parser.add_argument("--chunks", type=int, default=3, help="timed calls after warm-up")
     args = parser.parse_args()
@@ -65,10 +67,13 @@ def main() -> None:
 
     rollout = jax.jit(lambda runner: trainer._rollout(runner, runner.key)[2])
     jax.block_until_ready(rollout(runner))
-    start = time.perf_counter()
-    jax.block_until_ready(rollout(runner))
-    rollout_s = time.perf_counter() - start
-    print(f"rollout only: {config.steps_per_update / rollout_s:,.0f} slot-steps/s")
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        jax.block_until_ready(rollout(runner))
+        times.append(time.perf_counter() - start)
+    rollout_s = sorted(times)[len(times) // 2]
+    print(f"rollout only (median of 5): {config.steps_per_update / rollout_s:,.0f} slot-steps/s")
     print(f"training: {slot_steps / seconds:,.0f} slot-steps/s, "
           f"{live_steps / seconds:,.0f} live agent-steps/s")
 

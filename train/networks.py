@@ -17,8 +17,9 @@ net and lets the entities attend to each other before pooling.
 
 The target head scores slot k under style s as <q_s, e_k> / sqrt(H): the query q_s is a
 Dense of the state concatenated with style s's embedding, e_k slot k's encoded features
-(the encoder's per-entity output before pooling). Scoring every style at once keeps the network a function of the
-observation alone; the action distribution then picks the row of the sampled style.
+(the encoder's per-entity output before pooling). Scoring every style at once keeps the
+network a function of the observation alone; the action distribution then picks the row
+of the sampled style.
 Slot 0 (the agent itself, the no-op target) gets a learned per-style offset on its
 score, initialised to `noop_bias` (TrainConfig's default 3): an untrained policy then
 mostly does not attack, instead of hitting random neighbours.

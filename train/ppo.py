@@ -10,11 +10,11 @@ chunks writes logs and checkpoints). One update:
 2. GAE over each slot's stream. A slot's episode ends on the tick its agent dies
    (`done`); a later spawn in the slot starts a new one. Rollouts cut lifetimes at T and
    bootstrap from the value of the last observation.
-3. Epochs over the live samples in minibatches of `minibatch_size` per population. The loss (clipped policy loss, value loss,
-   entropy bonus) is computed per population, vmapped over the population axis, so
-   each population's parameters get gradients from its own agents only; Adam with
-   gradient clipping (`optax.chain(clip_by_global_norm, adamw)`) is vmapped the same
-   way, so clipping is per population too.
+3. Epochs over the live samples in minibatches of `minibatch_size` per population. The
+   loss (clipped policy loss, value loss, entropy bonus) is computed per population,
+   vmapped over the population axis, so each population's parameters get gradients from
+   its own agents only; Adam with gradient clipping (`optax.chain(clip_by_global_norm,
+   adamw)`) is vmapped the same way, so clipping is per population too.
 
 Slots that are empty during a tick (the agent is dead and the slot not yet respawned,
 `obs.alive` False) carry no loss and cost no compute: the rollout runs the network on
@@ -78,13 +78,13 @@ class TrainConfig:
     chunk: int = 10  # updates per compiled call (logging / checkpoint granularity)
     # algorithm
     algo: str = "ppo"  # "ppo" or "pg" (v1.0-style vanilla policy gradient)
-    epochs: int = 3  # passes over the live samples per update
-    minibatch_size: int = 512  # live samples per population per gradient step
+    epochs: int = 2  # passes over the live samples per update
+    minibatch_size: int = 128  # live samples per population per gradient step
     gamma: float = 0.99  # discount
     gae_lambda: float = 0.95  # GAE lambda (pg uses 1)
     clip: float = 0.2  # PPO ratio and value clipping
     vf_coef: float = 0.5  # weight of the value loss
-    ent_coef: float = 0.005  # weight of the entropy bonus
+    ent_coef: float = 0.001  # weight of the entropy bonus
     lr: float = 2e-3  # Adam learning rate
     weight_decay: float = 1e-5  # AdamW weight decay
     max_grad_norm: float = 5.0  # per-population gradient clipping
@@ -104,7 +104,8 @@ class TrainConfig:
         if self.algo not in ("ppo", "pg"):
             raise ValueError(f"algo must be 'ppo' or 'pg', got {self.algo!r}")
         if self.reward_mode not in REWARD_MODES:
-            raise ValueError(f"reward_mode must be one of {list(REWARD_MODES)}, got {self.reward_mode!r}")
+            raise ValueError(f"reward_mode must be one of {list(REWARD_MODES)}, "
+                             f"got {self.reward_mode!r}")
         for name in ("realms", "rollout", "chunk", "epochs", "minibatch_size", "act_chunk",
                      "agents", "pops"):
             if getattr(self, name) < 1:
