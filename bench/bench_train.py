@@ -7,36 +7,26 @@ that holds an agent (the network and the update only run on those). Both are pri
 The rollout alone (environment plus network forward and sampling) is timed separately.
 
     python bench/bench_train.py                         # defaults of TrainConfig
-    python bench/bench_train.py --realms 32 --epochs 2 --chunks 3
+    python bench/bench_train.py --realms 32 --epochs 1 --chunks 3   # any flag of train/train.py
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import platform
 import time
 
 import jax
 
-from train.ppo import TrainConfig, make_train
+from train.ppo import make_train
+from train.train import parse_args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    defaults = TrainConfig()
-    for name in ("realms", "rollout", "epochs", "minibatch_size", "act_chunk", "agents", "pops",
-                 "chunk"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int,
-                            default=getattr(defaults, name))
-    parser.add_argument("--network", default=defaults.network)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--chunks", type=int, default=3, help="timed calls after warm-up")
-    args = parser.parse_args()
-
-    config = dataclasses.replace(
-        defaults, realms=args.realms, rollout=args.rollout, epochs=args.epochs,
-        minibatch_size=args.minibatch_size, act_chunk=args.act_chunk, agents=args.agents,
-        pops=args.pops, chunk=args.chunk, network=args.network)
+    args, rest = parser.parse_known_args()
+    config, _ = parse_args(rest)  # TrainConfig's flags, as train/train.py reads them
     trainer = make_train(config)
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} "
           f"({platform.processor() or platform.machine()}); {config.preset}, {config.agents} "

@@ -84,6 +84,20 @@ def live_first(alive: jax.Array) -> jax.Array:
     return jnp.argsort(~alive, axis=1, stable=True)
 
 
+def take_chunk(tree: Any, order: jax.Array, live: jax.Array, i: jax.Array, chunk: int
+               ) -> tuple[Any, jax.Array, jax.Array]:
+    """Chunk i of every population's samples in `order`, [P, S] with the live ones first.
+
+    Returns the rows of `tree` (leaves [P, S, ...]) at positions i * chunk ... + chunk - 1,
+    leaves [P, C, ...]; their indices, [P, C]; and which of them are live, [P, C]: a
+    position past its population's live count `live` [P] holds an empty or repeated one.
+    """
+    position = i * chunk + jnp.arange(chunk)  # [C]
+    index = order[:, jnp.minimum(position, order.shape[1] - 1)]  # [P, C]
+    rows = jax.tree.map(lambda x: jax.vmap(lambda x, j: x[j])(x, index), tree)
+    return rows, index, position < live[:, None]
+
+
 def act_live(network: nn.Module, params: Params, obs: nmmo_jax.Observation,
              key: jax.Array, chunk: int) -> Acted:
     """Samples every live slot's action from its population's network, skipping empty slots.
@@ -106,13 +120,10 @@ def act_live(network: nn.Module, params: Params, obs: nmmo_jax.Observation,
     rows = jnp.arange(n_pops)[:, None]
 
     def call(i, acted: Acted) -> Acted:
-        position = i * chunk + jnp.arange(chunk)  # [C]
-        index = order[:, jnp.minimum(position, size - 1)]  # [P, C]
-        part = jax.tree.map(lambda x: jax.vmap(lambda x, j: x[j])(x, index), flat)
+        part, index, keep = take_chunk(flat, order, live, i, chunk)
         dist = ActionDist(jax.vmap(network.apply)(params, part))
         actions = dist.sample(jax.random.fold_in(key, i))
-        # Positions past a population's live count hold empty (or repeated) slots: dropped.
-        target = jnp.where(position < live[:, None], index, size)
+        target = jnp.where(keep, index, size)  # empty or repeated slots are dropped
 
         def put(into: jax.Array, value: jax.Array) -> jax.Array:
             return into.at[rows, target].set(value, mode="drop")

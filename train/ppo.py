@@ -55,7 +55,8 @@ from flax import struct
 import nmmo_jax
 from nmmo_jax.config import CAUSE_NAMES, REWARD_MODES
 from train.networks import ActionDist, PolicyOutput, make_network
-from train.populations import act_live, apply_populations, init_populations, to_pops
+from train.populations import (act_live, apply_populations, init_populations, take_chunk,
+                               to_pops)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,7 +309,6 @@ class Trainer:
         data = (data[0], (data[1] - mean) / (std + 1e-8), data[2])
 
         epochs = 1 if cfg.algo == "pg" else cfg.epochs
-        size = valid.shape[1]  # S, samples per population
         batch_size = self.minibatch_size
         live = jnp.sum(valid, axis=1)  # [P]
         steps = (jnp.max(live) + batch_size - 1) // batch_size  # gradient steps per epoch
@@ -321,12 +321,8 @@ class Trainer:
 
             def minibatch_step(i, carry):
                 params, opt_state, aux_sum = carry
-                position = i * batch_size + jnp.arange(batch_size)  # [M]
-                index = order[:, jnp.minimum(position, size - 1)]  # [P, M]
-                traj, adv, target = jax.tree.map(
-                    lambda x: jax.vmap(lambda x, j: x[j])(x, index), data)
-                # Positions past a population's live count are empty or repeated: masked.
-                traj = traj._replace(valid=traj.valid & (position < live[:, None]))
+                (traj, adv, target), _, keep = take_chunk(data, order, live, i, batch_size)
+                traj = traj._replace(valid=traj.valid & keep)  # empty or repeated: masked
                 (_, aux), grads = grad_fn(params, traj, adv, target)
                 updates, opt_state = jax.vmap(self.optimizer.update)(grads, opt_state, params)
                 weight = jnp.sum(traj.valid, axis=1)  # [P], the step's live samples
