@@ -65,6 +65,11 @@ def main() -> None:
           f"{seconds[-1]:.0f} s, {rows[-1]['steps']:,} slot-steps and {live:,.0f} live "
           f"agent-steps ({rows[-1]['steps'] / seconds[-1]:,.0f} slot-steps/s, "
           f"{live / seconds[-1]:,.0f} live agent-steps/s, compilation included)")
+    deaths = {name[5:]: sum(sum(r[name + "_pop"]) for r in rows[-10:])
+              for name in rows[-1] if name.startswith("died_") and not name.endswith("_pop")}
+    total = max(sum(deaths.values()), 1)
+    print("deaths over the last 10 updates: "
+          + ", ".join(f"{name} {count / total:.0%}" for name, count in deaths.items()))
     print("10-update mean first reached 60 ticks at "
           + (f"{seconds[reached[0] + 9]:.0f} s" if reached.size else "never"))
 
