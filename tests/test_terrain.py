@@ -1,16 +1,21 @@
-"""Map generation (SPEC §1): the rings, the tile mix, connectivity, keys and fixed maps."""
+"""Map generation (SPEC §1): the noise, the original v1.0 maps, the rings, the tile mix,
+connectivity, keys, and fixed maps."""
 
 from collections import deque
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from opensimplex import OpenSimplex
 
 import nmmo_jax
 from nmmo_jax import terrain
 from nmmo_jax.config import FOREST, GRASS, LAVA, ORE, SCRUB, STONE, WATER
 
 N_MAPS = 8
+NOISE_SEEDS = (0, 3, 2**40 + 7, -5)
+noise2_jit = jax.jit(terrain.noise2)  # compiled once, the permutation is an argument
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +26,9 @@ def full_cfg() -> nmmo_jax.Config:
 
 @pytest.fixture(scope="module")
 def generate(full_cfg):
-    """(key, params) -> (map, noise field v of the interior), jitted."""
+    """(key, params) -> (map, normalised noise field of the whole map), jitted."""
     return jax.jit(lambda k, p: (terrain.generate(k, full_cfg, p),
-                                 terrain.ridged_field(k, full_cfg)))
+                                 terrain.random_field(k, full_cfg)))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +54,7 @@ def largest_component_share(walkable: np.ndarray) -> float:
     seen = np.zeros_like(walkable)
     largest = 0
     rows, cols = walkable.shape
-    for start in zip(*np.nonzero(walkable)):
+    for start in zip(*np.nonzero(walkable), strict=True):
         if seen[start]:
             continue
         seen[start] = True
@@ -65,6 +70,110 @@ def largest_component_share(walkable: np.ndarray) -> float:
     return largest / walkable.sum()
 
 
+def v1_map(seed: float) -> np.ndarray:
+    """The v1.0 generator, tile by tile: ridged OpenSimplex octaves of the package's
+    default-seed noise, normalised by the map's maximum, then the tile rules."""
+    size, border, scale = 80, 9, 16
+    noise = OpenSimplex(0).noise2
+    field = np.zeros((size, size))
+    for x in range(size):
+        for y in range(size):
+            nx, ny = seed + (x / size - 0.5), seed + (y / size - 0.5)
+            octaves = []
+            for i in range(8):
+                n = noise(scale * 2**i * nx, scale * 2**i * ny) / 2.0 + 0.5
+                v = 0.5**i * (2 * (0.5 - abs(0.5 - n)))
+                if i > 0:
+                    v *= sum(octaves)
+                octaves.append(v)
+            field[x, y] = sum(octaves)
+    field /= field.max()
+    tiles = np.zeros((size, size), np.int8)
+    for r in range(size):
+        for c in range(size):
+            depth = min(r, c, size - 1 - r, size - 1 - c)
+            v = field[r, c]
+            if depth < border:
+                tiles[r, c] = LAVA
+            elif depth == border:
+                tiles[r, c] = GRASS
+            elif v == 0:
+                tiles[r, c] = LAVA
+            elif v < 0.3:
+                tiles[r, c] = WATER
+            elif v < 0.57:
+                tiles[r, c] = GRASS
+            elif v < 0.715:
+                tiles[r, c] = FOREST
+            else:
+                tiles[r, c] = STONE
+    return tiles
+
+
+@pytest.mark.parametrize("seed", NOISE_SEEDS)
+def test_noise_equals_opensimplex_in_float64(seed):
+    points = np.random.default_rng(seed % 97).uniform(-1e6, 1e6, (2000, 2))
+    points[:1000] /= 1e5  # near the origin too
+    noise = OpenSimplex(seed).noise2
+    expected = [noise(x, y) for x, y in points]
+    got = terrain.noise2(points[:, 0], points[:, 1], terrain.permutation(seed), np)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("seed", NOISE_SEEDS)
+def test_noise_matches_opensimplex_in_float32_under_jit(seed):
+    points = np.random.default_rng(seed % 89).uniform(-16, 16, (3000, 2)).astype(np.float32)
+    noise = OpenSimplex(seed).noise2
+    expected = [noise(float(x), float(y)) for x, y in points]
+    got = noise2_jit(points[:, 0], points[:, 1], terrain.permutation(seed))
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("index", [0, 17, 199])
+def test_original_map_is_the_v1_generator_tile_for_tile(index):
+    tiles = terrain.original_map(index)
+    assert tiles.shape == (80, 80) and tiles.dtype == np.int8
+    np.testing.assert_array_equal(tiles, v1_map(np.linspace(0, 2**32, 200)[index]))
+
+
+def test_original_maps_differ_and_are_cached_read_only():
+    first = terrain.original_map(5)
+    assert terrain.original_map(5) is first
+    assert not first.flags.writeable
+    assert np.mean(first != terrain.original_map(6)) > 0.2
+
+
+@pytest.mark.parametrize("index", [-1, 200, 1.0, True, "3"])
+def test_original_map_rejects_bad_indices(index):
+    with pytest.raises(ValueError, match=r"original map index .*\[0, 200\)"):
+        terrain.original_map(index)
+
+
+def test_field_in_float32_follows_the_float64_formula():
+    field = jax.jit(terrain.ridged_field, static_argnums=(2, 3))
+    for seed, noise_seed in ((0.0, 0), (0.0, 2), (0.5, 1), (0.73, 11)):
+        perm = terrain.permutation(noise_seed)
+        exact = terrain.ridged_field(seed, perm, 80, 8, np)
+        approx = np.asarray(field(jnp.float32(seed), perm, 80, 8))
+        np.testing.assert_allclose(approx, exact, rtol=0, atol=1e-4)
+
+
+def test_field_is_normalised_over_the_whole_map(generate, full_cfg):
+    # SPEC §1: the field is divided by its maximum over all H x W tiles, and the interior
+    # is classified from that field.
+    thresholds = tuple(np.asarray(t) for t in terrain.thresholds(full_cfg.params))
+    peaks_outside = 0
+    for seed in range(3, 7):
+        tiles, v = (np.asarray(x) for x in generate(jax.random.key(seed), full_cfg.params))
+        assert v.shape == (full_cfg.map_size, full_cfg.map_size)
+        assert v.max() == 1.0 and v.min() >= 0.0
+        peaks_outside += interior(v, full_cfg).max() < 1.0
+        np.testing.assert_array_equal(interior(tiles, full_cfg),
+                                      terrain.classify(interior(v, full_cfg), thresholds, np))
+    assert peaks_outside > 0
+
+
 def test_lava_ring_surrounds_the_grass_spawn_ring(maps, full_cfg):
     border, side = full_cfg.lava_border, full_cfg.map_size
     ring = np.zeros((side, side), bool)
@@ -72,7 +181,7 @@ def test_lava_ring_surrounds_the_grass_spawn_ring(maps, full_cfg):
     ring[border + 1:side - border - 1, border + 1:side - border - 1] = False
     outside = np.ones((side, side), bool)
     outside[border:side - border, border:side - border] = False
-    for tiles in maps:
+    for tiles in [*maps, terrain.original_map(0)]:
         assert np.all(tiles[outside] == LAVA)
         assert np.all(tiles[ring] == GRASS)
 
@@ -92,35 +201,32 @@ def test_interior_holds_generated_tiles_only(maps, full_cfg):
     assert not np.isin(inner, (SCRUB, ORE)).any()
 
 
-def test_interior_lava_only_where_the_noise_is_zero(generate, full_cfg):
-    # SPEC §1: v == 0 -> lava; the rest is thresholded into water/grass/forest/stone.
-    tiles, v = (np.asarray(x) for x in generate(jax.random.key(3), full_cfg.params))
-    inner = interior(tiles, full_cfg)
-    assert np.array_equal(inner == LAVA, v == 0.0)
-    assert np.all(inner[(v > 0) & (v < 0.3)] == WATER)
-    assert np.all(inner[(v >= 0.3) & (v < 0.57)] == GRASS)
-    assert np.all(inner[(v >= 0.57) & (v < 0.715)] == FOREST)
-    assert np.all(inner[v >= 0.715] == STONE)
-    assert 0.0 <= v.min() and v.max() == pytest.approx(1.0)
+def test_classify_follows_the_thresholds_and_zero_is_lava():
+    v = np.array([0.0, 1e-9, 0.2999, 0.3, 0.5699, 0.57, 0.7149, 0.715, 1.0])
+    np.testing.assert_array_equal(
+        terrain.classify(v, terrain.ORIGINAL_THRESHOLDS, np),
+        [LAVA, WATER, WATER, GRASS, GRASS, FOREST, FOREST, STONE, STONE])
 
 
-def test_tile_shares_are_in_sane_bands(maps, full_cfg):
-    inner = interior(maps, full_cfg)
-    share = {t: float(np.mean(inner == t)) for t in (LAVA, WATER, GRASS, FOREST, STONE)}
-    assert 0.05 < share[WATER] < 0.35
-    assert 0.20 < share[GRASS] < 0.60
-    assert 0.10 < share[FOREST] < 0.40
-    assert 0.05 < share[STONE] < 0.35
-    assert share[LAVA] < 0.05
-    for tiles in inner:  # every map has every resource
-        assert all(np.mean(tiles == t) > 0.02 for t in (WATER, GRASS, FOREST, STONE))
+def test_tile_shares_match_the_original_maps(maps, full_cfg):
+    # Bands hold the generated and the 200 original maps (bench/bench_terrain.py).
+    originals = np.stack([terrain.original_map(i) for i in range(0, 200, 10)])
+    for tiles in (interior(maps, full_cfg), interior(originals, full_cfg)):
+        share = {t: float(np.mean(tiles == t)) for t in (LAVA, WATER, GRASS, FOREST, STONE)}
+        assert 0.05 < share[WATER] < 0.11
+        assert 0.40 < share[GRASS] < 0.50
+        assert 0.26 < share[FOREST] < 0.32
+        assert 0.15 < share[STONE] < 0.23
+        assert share[LAVA] < 0.01
+        for one in tiles:  # every map has every resource
+            assert all(np.mean(one == t) > 0.03 for t in (WATER, GRASS, FOREST, STONE))
 
 
 def test_walkable_land_is_mostly_one_region(maps):
     walkable = np.isin(maps, (GRASS, SCRUB, FOREST))
     shares = [largest_component_share(w) for w in walkable]
     assert min(shares) > 0.85
-    assert np.mean(shares) > 0.93
+    assert np.mean(shares) > 0.95
 
 
 def test_same_key_same_map_different_keys_different_maps(generate, full_cfg):
@@ -178,3 +284,34 @@ def test_check_map_rejects_bad_maps(small_cfg, bad, message):
 def test_check_map_returns_int8(small_cfg):
     tiles = terrain.check_map(np.full((32, 32), GRASS, np.int64), small_cfg)
     assert tiles.dtype == np.int8
+
+
+def test_load_map_names_generated_original_and_files(full_cfg, small_cfg, tmp_path):
+    assert terrain.load_map("generated", full_cfg) is None
+    np.testing.assert_array_equal(terrain.load_map("original:17", full_cfg),
+                                  terrain.original_map(17))
+    path = tmp_path / "realm.npy"
+    np.save(path, np.full((32, 32), GRASS, np.int64))
+    tiles = terrain.load_map(str(path), small_cfg)
+    assert tiles.dtype == np.int8 and np.all(tiles == GRASS)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("original:200", r"'original:200'.*\[0, 200\)"),
+    ("original:-1", r"'original:-1'.*integer in \[0, 200\)"),
+    ("original:", r"'original:'.*integer"),
+    ("nowhere.npy", r"'nowhere.npy'.*'generated', 'original:I'.*\.npy"),
+    ("Generated", r"'Generated'.*'generated'"),
+])
+def test_load_map_rejects_bad_specs(full_cfg, spec, message):
+    with pytest.raises(ValueError, match=message):
+        terrain.load_map(spec, full_cfg)
+
+
+def test_load_map_refuses_original_maps_for_other_shapes(small_cfg, tmp_path):
+    with pytest.raises(ValueError, match=r"'original:3'.*80 x 80.*lava border of 9"):
+        terrain.load_map("original:3", small_cfg)
+    path = tmp_path / "wrong.npy"
+    np.save(path, np.full((80, 80), GRASS, np.int8))
+    with pytest.raises(ValueError, match=r"wrong.npy.*shape \(32, 32\)"):
+        terrain.load_map(str(path), small_cfg)
