@@ -77,15 +77,16 @@ def choose_attacks(agents: Agents, entity_ids: jnp.ndarray, actions: Actions,
 
 
 def attack(agents: Agents, attacks: Attacks, params: Params, cfg: Config
-           ) -> tuple[Agents, jnp.ndarray, jnp.ndarray]:
+           ) -> tuple[Agents, jnp.ndarray]:
     """Applies damage, vampirism and mage freeze; hits on one target add up.
 
     Immune targets take no health damage but are still drained and frozen (as in the
     original). Vampirism moves floor(damage * vampirism) food and water from the target
-    to the attacker, each side clamped to [0, max]. A mage hit sets the target's freeze
-    to at least `mage_freeze` after this tick's upkeep decrement, so the target loses
-    its next `mage_freeze` moves (see `thaw`). Returns the agents, the freeze each agent
-    receives this tick ([N] int32) and the health damage each attack dealt ([N] int32).
+    to the attacker, each side clamped to [0, max]. A mage hit whose damage is above
+    zero (before immunity) sets the target's freeze counter to `mage_freeze`; a
+    zero-damage mage hit (Law, base) freezes nobody. The counter then drops by 1 in
+    this tick's upkeep (`thaw`), so the target loses its next `mage_freeze - 1` moves.
+    Returns the agents and the health damage each attack dealt ([N] int32).
     """
     n = cfg.n_agents
     immune = agents.time_alive < params.immunity_ticks
@@ -93,8 +94,8 @@ def attack(agents: Agents, attacks: Attacks, params: Params, cfg: Config
     taken = jnp.where(immune, 0, incoming)
     drain = jnp.floor(attacks.damage * params.vampirism).astype(jnp.int32)
     drained = jnp.zeros((n,), jnp.int32).at[attacks.target].add(drain, mode="drop")
-    freeze = jnp.where(attacks.style == MAGE, params.mage_freeze, 0)
-    frozen = jnp.zeros((n,), jnp.int32).at[attacks.target].max(freeze, mode="drop")
+    freezes = (attacks.style == MAGE) & (attacks.damage > 0)
+    frozen = jnp.zeros((n,), bool).at[attacks.target].max(freezes, mode="drop")
     target_immune = immune[jnp.minimum(attacks.target, n - 1)] & (attacks.target < n)
     dealt = jnp.where(target_immune, 0, attacks.damage)
     agents = agents.replace(
@@ -102,10 +103,11 @@ def attack(agents: Agents, attacks: Attacks, params: Params, cfg: Config
         food=_clamp(agents.food - drained + drain, params.max_food).astype(jnp.int16),
         water=_clamp(agents.water - drained + drain, params.max_water).astype(jnp.int16),
         damage=taken.astype(jnp.int16),
+        freeze=jnp.where(frozen, params.mage_freeze, agents.freeze).astype(jnp.int16),
         last_style=attacks.style.astype(jnp.int8),
         last_target=jnp.where(attacks.target < n, attacks.target, -1),
     )
-    return agents, frozen, dealt
+    return agents, dealt
 
 
 def forage_winners(key: jax.Array, agents: Agents, capacity: jnp.ndarray,
@@ -165,10 +167,14 @@ def upkeep(key: jax.Array, state: State, agents: Agents, living: jnp.ndarray,
     return agents, capacity, cause.astype(jnp.int8)
 
 
-def thaw(agents: Agents, frozen: jnp.ndarray, living: jnp.ndarray) -> Agents:
-    """Upkeep step 1: freeze -1 for the living, then this tick's mage hits (`frozen`)."""
-    ticked = jnp.where(living, jnp.maximum(agents.freeze - 1, 0), agents.freeze)
-    return agents.replace(freeze=jnp.maximum(ticked, frozen).astype(jnp.int16))
+def thaw(agents: Agents, living: jnp.ndarray) -> Agents:
+    """Upkeep step 1: freeze -1 (not below 0) for the `living` agents.
+
+    It runs after `attack`, so a mage hit's counter also drops in the tick of the hit,
+    as in the original, where each agent's upkeep ran before its own move.
+    """
+    ticked = jnp.maximum(agents.freeze - 1, 0)
+    return agents.replace(freeze=jnp.where(living, ticked, agents.freeze).astype(jnp.int16))
 
 
 def spawn(key: jax.Array, agents: Agents, params: Params, cfg: Config
@@ -254,10 +260,10 @@ def tick(key: jax.Array, state: State, actions: Actions, params: Params, cfg: Co
     before = state.agents
     attacks = choose_attacks(before, state.entity_ids, actions, params, cfg)
     agents = move(before, state.tiles, actions, cfg)
-    agents, frozen, dealt = attack(agents, attacks, params, cfg)
+    agents, dealt = attack(agents, attacks, params, cfg)
     slain = before.alive & (agents.health <= 0)
     living = before.alive & ~slain
-    agents = thaw(agents, frozen, living)
+    agents = thaw(agents, living)
     agents, capacity, cause = upkeep(forage_key, state, agents, living, params, cfg)
     cause = jnp.where(slain, DIED_COMBAT, cause).astype(jnp.int8)
     died = cause > 0

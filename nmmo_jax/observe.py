@@ -1,10 +1,16 @@
-"""Observations and target masks (SPEC §6), through a grid index of agents.
+"""Observations and target masks (SPEC §6), through an exact grid index of agents.
 
-Who stands near whom is answered by a per-tile index scattered from positions: the
-first `max_stack` live agents of every tile (lowest slot first) and the live count of
-every tile. An observer reads its window of counts in a fixed nearest-first order, and
-the k-th nearest neighbour is found from the running sum of those counts; the work per
-agent is proportional to the view, never to the number of agents.
+Who stands near whom is answered by a per-tile index built from positions in
+O(N + H*W): the live count and the lowest live slot (the head) of every tile, and for
+each head a row listing its tile's live slots. An observer reads its window of counts
+in a fixed nearest-first order; the k-th nearest neighbour is found from the running
+sum of those counts and read from the row of its tile's head. The work per agent is
+proportional to the view, never to the number of agents, and the list is exact
+however many agents share a tile.
+
+Tie rule of the entity list: agents in view come in `view_order` of their offset from
+the observer (Chebyshev distance, then squared Euclidean distance, then row offset,
+then column offset), and agents sharing a tile come lowest slot first.
 """
 
 from __future__ import annotations
@@ -14,41 +20,75 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from nmmo_jax.config import LAVA, Config, Params
+from nmmo_jax.config import (LAVA, N_FEATURES, TIME_ALIVE_CENTRE, TIME_ALIVE_SCALE, Config,
+                             Feature, Params)
 from nmmo_jax.state import Agents, Observation, State
 
 
 @struct.dataclass
 class GridIndex:
-    """Agents by tile.
+    """Live agents by tile: per tile its live count and lowest live slot (its head);
+    per head, a row of `members` listing its tile's live slots.
+
+    Only the `depth` lowest live slots of a tile are placed: no entity list takes more
+    than K - 1 others from one tile, so `depth` = K is enough.
 
     Attributes:
-      stack: [S, H*W] int32, the s-th lowest live slot on each tile, N where none.
       count: [H*W] int32, live agents on each tile.
-      layer: [N] int32, the layer s at which each live agent sits, S if unindexed.
+      head: [H*W] int32, the lowest live slot on each tile, N where none.
+      members: [N, depth] int32, row h holds the live slots of the tile headed by slot h,
+        lowest first; N where none.
+      rank: [N] int32, each placed agent's column in its tile's row (0 for the head),
+        `depth` for the dead and the unplaced.
     """
 
-    stack: jnp.ndarray
     count: jnp.ndarray
-    layer: jnp.ndarray
+    head: jnp.ndarray
+    members: jnp.ndarray
+    rank: jnp.ndarray
+
+
+def tile_ranks(flat: jnp.ndarray, alive: jnp.ndarray, head: jnp.ndarray, depth: int
+               ) -> jnp.ndarray:
+    """Each live agent's rank among the live agents of its tile, lowest slot first, [N]
+    int32; `depth` for the dead and for ranks past `depth - 1`.
+
+    Starting from `head` (the lowest live slot per tile, [H*W], N where none), each
+    round places the current head of every tile, then clears those tiles and scatters
+    the lowest unplaced slot into them (O(N) a round). Rounds run until every live agent
+    is placed (as many as the deepest stack: in 64 default Chaos realms over 200 ticks,
+    2-3 in a typical realm and at most 5 in any) or `depth` rounds have run; vmapped,
+    the batch runs as many as its deepest realm.
+    """
+    n, cells = flat.shape[0], head.shape[0]
+    slots = jnp.arange(n, dtype=jnp.int32)
+
+    def more(carry: tuple) -> jnp.ndarray:
+        s, _, left, _ = carry
+        return (s < depth) & jnp.any(left)
+
+    def place(carry: tuple) -> tuple:
+        s, rank, left, head = carry
+        placed = left & (head[flat] == slots)
+        left = left & ~placed
+        head = head.at[jnp.where(placed, flat, cells)].set(n, mode="drop")
+        head = head.at[flat].min(jnp.where(left, slots, n))
+        return s + 1, jnp.where(placed, s, rank), left, head
+
+    start = (jnp.int32(0), jnp.full((n,), depth, jnp.int32), alive, head)
+    return jax.lax.while_loop(more, place, start)[1]
 
 
 def build_index(agents: Agents, cfg: Config) -> GridIndex:
-    """Scatters live agents into `max_stack` layers of a tile grid (O(N + H*W) per layer)."""
-    n, cells = cfg.n_agents, cfg.map_size * cfg.map_size
+    """Groups live agents by tile in O(N + H*W)."""
+    n, cells, depth = cfg.n_agents, cfg.map_size * cfg.map_size, cfg.n_entities
     flat = agents.pos[:, 0] * cfg.map_size + agents.pos[:, 1]
     slots = jnp.arange(n, dtype=jnp.int32)
-    left = agents.alive
-    layer = jnp.full((n,), cfg.max_stack, jnp.int32)
-    stack = []
-    for s in range(cfg.max_stack):
-        head = jnp.full((cells,), n, jnp.int32).at[flat].min(jnp.where(left, slots, n))
-        placed = left & (head[flat] == slots)
-        layer = jnp.where(placed, s, layer)
-        left = left & ~placed
-        stack.append(head)
+    head = jnp.full((cells,), n, jnp.int32).at[flat].min(jnp.where(agents.alive, slots, n))
+    rank = tile_ranks(flat, agents.alive, head, depth)
     count = jnp.zeros((cells,), jnp.int32).at[flat].add(agents.alive.astype(jnp.int32))
-    return GridIndex(jnp.stack(stack), count, layer)
+    members = jnp.full((n, depth), n, jnp.int32).at[head[flat], rank].set(slots, mode="drop")
+    return GridIndex(count=count, head=head, members=members, rank=rank)
 
 
 def view_order(cfg: Config) -> np.ndarray:
@@ -105,54 +145,54 @@ def _rank_to_tile(counts: jnp.ndarray, n_ranks: int) -> tuple[jnp.ndarray, jnp.n
 def nearest_entities(agents: Agents, index: GridIndex, cfg: Config) -> jnp.ndarray:
     """The K nearest live agents in each observer's view, [N, K] int32, -1 where empty.
 
-    Slot 0 is the observer; the others follow `view_order`, and agents sharing a tile
-    follow their slot order. Dead observers see nothing (all -1).
+    Slot 0 is the observer; the others follow the module's tie rule (`view_order`, then
+    lowest slot first on a tile). Dead observers see nothing (all -1).
     """
     n, k, r, side = cfg.n_agents, cfg.n_entities, cfg.view_radius, cfg.map_size
     offsets = view_order(cfg)  # [T, 2] numpy, nearest first
-    order = jnp.asarray(offsets)
-    count_grid = jnp.pad(jnp.minimum(index.count, cfg.max_stack).reshape(side, side), r)
-    cells = agents.pos[:, None, :] + order[None] + r  # [N, T, 2] in padded coordinates
-    counts = count_grid[cells[..., 0], cells[..., 1]]  # [N, T] nearest first
-    self_seen = index.layer < cfg.max_stack
-    counts = counts.at[:, 0].add(-self_seen.astype(jnp.int32))  # others on own tile
-    small = order.shape[0] * cfg.max_stack < 2**15
-    tile, layer = _rank_to_tile(counts.astype(jnp.int16 if small else jnp.int32), k - 1)
-    found = tile < order.shape[0]
-    tile = jnp.minimum(tile, order.shape[0] - 1)
-    layer = jnp.where((tile == 0) & (layer >= index.layer[:, None]), layer + 1, layer)
-    wide = side + 2 * r  # the stack grid padded by the view radius with "nobody" (N)
-    stack = jnp.pad(index.stack.reshape(-1, side, side), ((0, 0), (r, r), (r, r)),
-                    constant_values=n).reshape(cfg.max_stack, -1)
+    t = offsets.shape[0]
+    wide = side + 2 * r  # grids padded by the view radius (no agents outside the map)
     step = jnp.asarray(offsets @ np.array([wide, 1], np.int32))  # [T] flat offsets
     centre = (agents.pos[:, 0] + r) * wide + agents.pos[:, 1] + r  # [N]
-    others = stack[jnp.clip(layer, 0, cfg.max_stack - 1), centre[:, None] + step[tile]]
-    others = jnp.where(found & (others < n), others, -1)
-    slots = jnp.arange(n, dtype=jnp.int32)
-    ids = jnp.concatenate([slots[:, None], others], axis=1)
+    cells = centre[:, None] + step[None]  # [N, T] nearest first
+    counts = jnp.pad(index.count.reshape(side, side), r).reshape(-1)[cells]
+    counts = counts.at[:, 0].add(-agents.alive.astype(jnp.int32))  # others on own tile
+    counts = jnp.minimum(counts, k - 1)  # no list takes more than K - 1 from one tile
+    small = t * (k - 1) < 2**15
+    tile, layer = _rank_to_tile(counts.astype(jnp.int16 if small else jnp.int32), k - 1)
+    found = tile < t
+    tile = jnp.minimum(tile, t - 1)
+    layer = jnp.where((tile == 0) & (layer >= index.rank[:, None]), layer + 1, layer)
+    head = jnp.pad(index.head.reshape(side, side), r).reshape(-1)[centre[:, None] + step[tile]]
+    others = index.members[jnp.minimum(head, n - 1), layer]  # [N, K-1]
+    ids = jnp.concatenate([jnp.arange(n, dtype=jnp.int32)[:, None],
+                           jnp.where(found, others, -1)], axis=1)
     return jnp.where(agents.alive[:, None], ids, -1)
 
 
 def _agent_table(agents: Agents, params: Params, cfg: Config) -> jnp.ndarray:
-    """Each agent's observer-independent features, [N, 9] float32: time_alive/100,
-    centred health, food, water, row and col, damage, population, freeze. One row
+    """Each agent's observer-independent features in their `Feature` columns, [N, F]
+    float32; the observer-dependent ROW_OFFSET, COL_OFFSET and SAME_POP hold 0. One row
     gather of this table replaces a gather per feature."""
     def centred(x: jnp.ndarray, top: jnp.ndarray) -> jnp.ndarray:
         top = top.astype(jnp.float32)
         return (x.astype(jnp.float32) - top / 2) / top
 
     pos = agents.pos.astype(jnp.float32)
-    return jnp.stack([
-        agents.time_alive.astype(jnp.float32) / 100.0,
-        centred(agents.health, params.max_health),
-        centred(agents.food, params.max_food),
-        centred(agents.water, params.max_water),
-        (pos[:, 0] - cfg.map_size / 2) / cfg.map_size,
-        (pos[:, 1] - cfg.map_size / 2) / cfg.map_size,
-        agents.damage.astype(jnp.float32) / params.max_health.astype(jnp.float32),
-        agents.population.astype(jnp.float32),
-        agents.freeze.astype(jnp.float32) / jnp.maximum(params.mage_freeze, 1).astype(jnp.float32),
-    ], axis=1)
+    columns = {
+        Feature.TIME_ALIVE:
+            (agents.time_alive.astype(jnp.float32) - TIME_ALIVE_CENTRE) / TIME_ALIVE_SCALE,
+        Feature.HEALTH: centred(agents.health, params.max_health),
+        Feature.FOOD: centred(agents.food, params.max_food),
+        Feature.WATER: centred(agents.water, params.max_water),
+        Feature.ROW: (pos[:, 0] - cfg.map_size / 2) / cfg.map_size,
+        Feature.COL: (pos[:, 1] - cfg.map_size / 2) / cfg.map_size,
+        Feature.DAMAGE: agents.damage.astype(jnp.float32) / params.max_health.astype(jnp.float32),
+        Feature.FREEZE: agents.freeze.astype(jnp.float32)
+        / jnp.maximum(params.mage_freeze, 1).astype(jnp.float32),
+    }
+    zero = jnp.zeros((cfg.n_agents,), jnp.float32)
+    return jnp.stack([columns.get(feature, zero) for feature in Feature], axis=1)
 
 
 def entity_offsets(agents: Agents, ids: jnp.ndarray) -> jnp.ndarray:
@@ -162,16 +202,18 @@ def entity_offsets(agents: Agents, ids: jnp.ndarray) -> jnp.ndarray:
 
 def entity_features(agents: Agents, ids: jnp.ndarray, offsets: jnp.ndarray, params: Params,
                     cfg: Config) -> jnp.ndarray:
-    """The 11 features of the agents `ids` [N, K] as seen by each observer (row i of
-    `ids` is observer i; `offsets` from `entity_offsets`), [N, K, 11] float32; zero
-    where id < 0."""
-    table = _agent_table(agents, params, cfg)  # [N, 9]
-    seen = table[jnp.maximum(ids, 0)]  # [N, K, 9]
+    """The `Feature`s of the agents `ids` [N, K] as seen by each observer (row i of `ids`
+    is observer i; `offsets` from `entity_offsets`), [N, K, F] float32; zero where
+    id < 0."""
+    seen = _agent_table(agents, params, cfg)[jnp.maximum(ids, 0)]  # [N, K, F]
     delta = offsets.astype(jnp.float32) / max(cfg.view_radius, 1)
-    same = jnp.where(seen[..., 7] == table[:, None, 7], 0.5, -0.5)
-    feats = jnp.concatenate([seen[..., :6], delta, seen[..., 6:7], same[..., None],
-                             seen[..., 8:9]], axis=-1)
-    return jnp.where((ids >= 0)[..., None], feats, 0.0)
+    kin = agents.population[jnp.maximum(ids, 0)] == agents.population[:, None]
+    relative = {Feature.ROW_OFFSET: delta[..., 0], Feature.COL_OFFSET: delta[..., 1],
+                Feature.SAME_POP: jnp.where(kin, 0.5, -0.5)}
+    column = jnp.arange(N_FEATURES)
+    for feature, value in relative.items():
+        seen = jnp.where(column == feature, value[..., None], seen)
+    return jnp.where((ids >= 0)[..., None], seen, 0.0)
 
 
 def target_mask(ids: jnp.ndarray, offsets: jnp.ndarray, params: Params) -> jnp.ndarray:

@@ -19,16 +19,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nmmo_jax.config import (FOREST, LAVA, MOVE_DELTAS, N_MOVES, N_STYLES, PASSABLE, WATER)
+from nmmo_jax.config import (FOREST, LAVA, MOVE_DELTAS, N_MOVES, N_STYLES, PASSABLE,
+                             TIME_ALIVE_CENTRE, TIME_ALIVE_SCALE, WATER, Feature)
 from nmmo_jax.state import Actions, Observation
 
 Policy = Callable[[jax.Array, Observation], Actions]
 
 # Tile ids a scripted agent may step on: passable and not lava. [7] bool.
 WALKABLE = np.array([passable and tile != LAVA for tile, passable in enumerate(PASSABLE)])
-
-# Feature columns of `Observation.own` / `.entities` (see `state.Observation`).
-_TIME, _HEALTH, _FOOD, _WATER, _SAME_POP = 0, 1, 2, 3, 9
 
 
 def random_policy(key: jax.Array, obs: Observation) -> Actions:
@@ -89,9 +87,9 @@ def make_fighter(food_threshold: float = 0.6, water_threshold: float = 0.6,
 def weakest_enemy_attack(obs: Observation) -> tuple[jax.Array, jax.Array]:
     """(style [N], target [N]) int32 attacking the weakest enemy in range; (0, 0), the
     no-op, for agents with none."""
-    enemy = obs.entity_mask & (obs.entities[..., _SAME_POP] < 0)  # [N, K]
+    enemy = obs.entity_mask & (obs.entities[..., Feature.SAME_POP] < 0)  # [N, K]
     reachable = enemy & jnp.any(obs.target_mask, axis=1)  # [N, K]
-    health = jnp.where(reachable, obs.entities[..., _HEALTH], jnp.inf)
+    health = jnp.where(reachable, obs.entities[..., Feature.HEALTH], jnp.inf)
     found = jnp.any(reachable, axis=1)
     target = jnp.where(found, jnp.argmin(health, axis=1), 0)
     hits = jnp.take_along_axis(obs.target_mask, target[:, None, None], axis=2)[..., 0]  # [N, 3]
@@ -104,8 +102,8 @@ def forage_moves(key: jax.Array, obs: Observation, food_threshold: float,
     """The forager's move for every slot, [N] int32 (see `make_forager`)."""
     v = obs.tiles.shape[1]
     walkable = jnp.asarray(WALKABLE)[obs.tiles]  # [N, V, V]
-    food = obs.own[:, _FOOD] + 0.5  # fraction of max
-    water = obs.own[:, _WATER] + 0.5
+    food = obs.own[:, Feature.FOOD] + 0.5  # fraction of max
+    water = obs.own[:, Feature.WATER] + 0.5
     hungry, thirsty = food <= food_threshold, water <= water_threshold
     drink = thirsty & (~hungry | (water <= food))
     eat = hungry & ~drink
@@ -129,8 +127,7 @@ def _edge_costs(obs: Observation, heading_ticks: int) -> jax.Array:
     """Exploration sources, [N, V, V] float32: the window's edge tiles, costing 0 on the
     agent's heading side, V/2 on the two sides beside it and V opposite; inf inside."""
     n, v = obs.tiles.shape[:2]
-    age = jnp.round(obs.own[:, _TIME] * 100.0).astype(jnp.uint32)
-    heading = _hash(jnp.arange(n, dtype=jnp.uint32), age // heading_ticks) % 4  # [N]
+    heading = _hash(jnp.arange(n, dtype=jnp.uint32), observed_age(obs) // heading_ticks) % 4
     # Sides in move order minus one: east, south, west, north.
     index = jnp.arange(v)
     on_side = jnp.stack([
@@ -143,6 +140,12 @@ def _edge_costs(obs: Observation, heading_ticks: int) -> jax.Array:
     side_cost = jnp.minimum(turn, 4 - turn).astype(jnp.float32) * (v / 2)  # [N, 4]
     cost = jnp.where(on_side[None], side_cost[:, :, None, None], jnp.inf)  # [N, 4, V, V]
     return jnp.min(cost, axis=1)
+
+
+def observed_age(obs: Observation) -> jax.Array:
+    """Each slot's time alive decoded from its own TIME_ALIVE feature, [N] uint32."""
+    time = obs.own[:, Feature.TIME_ALIVE] * TIME_ALIVE_SCALE + TIME_ALIVE_CENTRE
+    return jnp.round(jnp.maximum(time, 0.0)).astype(jnp.uint32)
 
 
 def _hash(a: jax.Array, b: jax.Array) -> jax.Array:

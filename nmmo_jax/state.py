@@ -18,7 +18,8 @@ class Agents:
     Attributes:
       pos: [N, 2] int32, (row, col) on the map.
       health, food, water: [N] int16, in [0, max].
-      freeze: [N] int16, ticks the agent still cannot move.
+      freeze: [N] int16, the freeze counter: the agent cannot move while it is above 0
+        (a mage hit sets it to mage_freeze, upkeep lowers it by 1 each tick).
       time_alive: [N] int32, ticks lived (0 on the spawn tick's observation).
       damage: [N] int16, health damage taken last tick (0 while immune).
       population: [N] int32, slot % n_pops.
@@ -92,13 +93,19 @@ class Observation:
       tiles: [N, V, V] int8, tile ids of the window centred on the agent (outside the
         map reads as lava, 0).
       counts: [N, V, V] int8, live agents on each window tile (saturates at 127).
-      own: [N, 11] float32, the agent's own features (layout of `entities`).
-      entities: [N, K, 11] float32, the K nearest live agents in view, nearest first,
-        slot 0 the observer. Features: time_alive/100, (health - max/2)/max,
-        (food - max/2)/max, (water - max/2)/max, (row - H/2)/H, (col - H/2)/H,
-        row offset / view_radius, col offset / view_radius, damage taken last tick /
-        max_health, same population (+0.5) or not (-0.5), freeze / mage_freeze
-        (freeze itself when mage_freeze is 0). Empty slots are zero.
+      own: [N, F] float32, the agent's own features (layout of `entities`); F is
+        `config.N_FEATURES` (11).
+      entities: [N, K, F] float32, the K nearest live agents in view, slot 0 the
+        observer, then nearest first: in `observe.view_order` of the offset (Chebyshev
+        distance, then squared Euclidean, then row, then column), lowest slot first
+        among agents on one tile. Exact: every agent on a tile counts, and nobody in
+        view is left out while a farther agent is listed. Columns are named by
+        `config.Feature`: TIME_ALIVE (time_alive - 50)/100, HEALTH (health - max/2)/max,
+        FOOD and WATER likewise, ROW (row - H/2)/H, COL (col - H/2)/H, ROW_OFFSET and
+        COL_OFFSET (offset from the observer / view_radius), DAMAGE (damage taken last
+        tick / max_health), SAME_POP (+0.5 same population, -0.5 not), FREEZE
+        (freeze / mage_freeze; freeze itself when mage_freeze is 0). Empty slots are
+        zero.
       entity_mask: [N, K] bool, which entity slots hold an agent.
       target_mask: [N, 3, K] bool, which slots each style (melee, range, mage) can
         target: filled slots within the style's Chebyshev range. Slot 0 (self, the

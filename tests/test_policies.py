@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nmmo_jax.config import FOREST, GRASS, LAVA, MAGE, MELEE, RANGE, STONE, WATER
-from nmmo_jax.policies import POLICIES, WALKABLE, fighter, forager
+from nmmo_jax.config import (FOREST, GRASS, LAVA, MAGE, MELEE, RANGE, STONE, WATER,
+                             Feature)
+from nmmo_jax.policies import POLICIES, WALKABLE, fighter, forager, observed_age
 from nmmo_jax.render import record
 
 TICKS = 150
@@ -97,9 +98,16 @@ def test_forager_never_attacks_and_fighter_attacks_only_enemies(replayed):
     assert np.all(actions["forager"].target == 0)
     hit = obs.alive & (actions["fighter"].target > 0)
     assert hit.any()
-    seen = np.take_along_axis(obs.entities[..., 9], actions["fighter"].target[..., None],
-                              axis=2)[..., 0]
+    seen = np.take_along_axis(obs.entities[..., Feature.SAME_POP],
+                              actions["fighter"].target[..., None], axis=2)[..., 0]
     assert np.all(seen[hit] == -0.5)
+
+
+def test_observed_age_decodes_time_alive(small_env, small_cfg):
+    ages = [0, 1, 49, 50, 51, 99, 150, 12345]
+    agents = [{"pos": (5 + i, 10), "time_alive": age} for i, age in enumerate(ages)]
+    obs, _ = small_env.make_state(grass_map(small_cfg), agents)
+    assert np.asarray(observed_age(obs))[:len(ages)].tolist() == ages
 
 
 def first_move(env, policy, tiles, agents, seed=0) -> int:

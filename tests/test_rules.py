@@ -243,6 +243,43 @@ def test_agents_may_share_a_tile(env, chaos):
     assert pos(state, 0) == pos(state, 1) == CENTRE
 
 
+def test_eight_agents_on_one_tile_are_all_seen_and_attackable(env, chaos):
+    # Slots 0-7 share the centre (K - 1 = 7 others each); slot 8 stands next to them.
+    k = env.cfg.n_entities
+    stack = [dict(pos=CENTRE, time_alive=VETERAN, **QUIET) for _ in range(8)]
+    obs, state = env.make_state(arena(env.cfg), [*stack, dict(pos=(16, 17))], chaos)
+    assert int(obs.counts[8][env.cfg.view_radius, env.cfg.view_radius - 1]) == 8
+    for observer in range(8):
+        others = sorted(set(range(8)) - {observer})
+        assert np.asarray(state.entity_ids[observer]).tolist() == [observer, *others]
+        assert np.all(np.asarray(obs.target_mask[observer, MELEE]))
+    # Next door the K - 1 nearest are the stack's lowest slots (the tie rule).
+    assert np.asarray(state.entity_ids[8]).tolist() == [8, *range(k - 1)]
+    assert np.all(np.asarray(obs.target_mask[8, MELEE]))
+    hits = {7: (RANGE, 6), 8: (RANGE, 5), 1: (MELEE, 7)}
+    _, state, *_ = run(env, state, chaos, attacks=hits)
+    assert [stats(state, i)["health"] for i in (5, 6)] == [8, 8]
+    assert not bool(state.agents.alive[7])
+
+
+def test_a_stack_deeper_than_k_fills_every_list_nearest_first(env, chaos):
+    # Slots 0-11 on the centre, slot 12 one tile east, slot 13 two tiles east, slot 14
+    # two tiles west. Everyone on the centre sees K - 1 others from the centre; slot 13
+    # sees slot 12 first, then the stack's lowest slots, never slot 14 behind them.
+    k, n_stack = env.cfg.n_entities, 12
+    assert n_stack > k
+    stack = [dict(pos=CENTRE) for _ in range(n_stack)]
+    agents = [*stack, dict(pos=(16, 17)), dict(pos=(16, 18)), dict(pos=(16, 14))]
+    obs, state = env.make_state(arena(env.cfg), agents, chaos)
+    ids = np.asarray(state.entity_ids)
+    assert ids[11].tolist() == [11, *range(k - 1)]
+    assert ids[3].tolist() == [3, 0, 1, 2, 4, 5, 6, 7]
+    assert ids[12].tolist() == [12, *range(k - 1)]
+    assert ids[13].tolist() == [13, 12, *range(k - 2)]
+    assert np.all(np.asarray(obs.entity_mask)[:n_stack + 3])
+    assert int(obs.counts[13][env.cfg.view_radius, env.cfg.view_radius - 2]) == n_stack
+
+
 def test_frozen_agents_cannot_move(env, chaos):
     _, state = env.make_state(arena(env.cfg), [dict(pos=CENTRE, freeze=2)], chaos)
     _, state, *_ = run(env, state, chaos, moves={0: EAST})
@@ -259,7 +296,8 @@ def test_frozen_agents_cannot_move(env, chaos):
 @pytest.mark.parametrize("preset, ranges", [("chaos", (1, 2, 3)), ("base", (1, 4, 4))])
 @pytest.mark.parametrize("style", [MELEE, RANGE, MAGE])
 def test_style_range_is_chebyshev(env, preset, ranges, style):
-    params = rules(preset)
+    # Base deals no damage: give it Chaos's damages so a hit in range shows.
+    params = rules(preset, melee_damage=10, range_damage=2, mage_damage=1)
     reach = ranges[style]
     near = dict(pos=(8 + reach, 8 + reach), time_alive=VETERAN, **QUIET)  # diagonal
     far = dict(pos=(8 + reach + 1, 20), time_alive=VETERAN, **QUIET)
@@ -327,8 +365,10 @@ def test_immune_targets_are_still_drained_and_frozen(env, chaos):
     _, state, *_ = run(env, state, chaos, attacks={0: (MAGE, 1)})
     target = stats(state, 1)
     assert target["health"] == 10
-    assert (target["food"], target["water"], target["freeze"]) == (8, 8, 3)
+    assert (target["food"], target["water"], target["freeze"]) == (8, 8, 2)
     assert (stats(state, 0)["food"], stats(state, 0)["water"]) == (10, 10)
+    _, state, *_ = run(env, state, chaos, moves={1: EAST})
+    assert pos(state, 1) == (17, 17)  # frozen although immune
 
 
 def test_vampirism_moves_damage_food_and_water_to_the_attacker(env, chaos):
@@ -351,18 +391,33 @@ def test_vampirism_keeps_both_sides_within_bounds(env, chaos):
     assert stats(state, 1)["health"] == 10 - 2 - 2  # hit, then hunger and thirst
 
 
-def test_mage_freeze_stops_the_next_three_moves(env, chaos):
+def test_mage_freeze_costs_exactly_the_next_two_moves(env, chaos):
+    # The target tries to move east every tick. The hit sets its counter to 3 and this
+    # tick's upkeep lowers it to 2: the next two moves are lost, the third goes.
     agents = [dict(pos=(16, 13)), dict(pos=CENTRE, time_alive=VETERAN)]
     _, state = env.make_state(arena(env.cfg), agents, chaos)
     _, state, *_ = run(env, state, chaos, moves={1: EAST}, attacks={0: (MAGE, 1)})
     assert pos(state, 1) == (16, 17)  # moves resolve before the hit
-    assert stats(state, 1)["freeze"] == 3
-    for tick in range(3):
+    assert stats(state, 1)["freeze"] == 2
+    for tick, freeze in enumerate((1, 0)):
         _, state, *_ = run(env, state, chaos, seed=tick + 1, moves={1: EAST})
-        assert pos(state, 1) == (16, 17)
-    assert stats(state, 1)["freeze"] == 0
-    _, state, *_ = run(env, state, chaos, moves={1: EAST})
+        assert pos(state, 1) == (16, 17), f"moved {tick + 1} ticks after the hit"
+        assert stats(state, 1)["freeze"] == freeze
+    _, state, *_ = run(env, state, chaos, seed=3, moves={1: EAST})
     assert pos(state, 1) == (16, 18)
+
+
+@pytest.mark.parametrize("preset", ["chaos", "base"])
+def test_mage_hit_without_damage_freezes_nobody(env, preset):
+    # Chaos with mage damage 0 keeps mage_freeze 3; base has no damage at all.
+    params = rules(preset, mage_damage=0)
+    assert int(params.mage_freeze) == 3
+    agents = [dict(pos=(16, 13)), dict(pos=CENTRE, time_alive=VETERAN, **QUIET)]
+    _, state = env.make_state(arena(env.cfg), agents, params)
+    _, state, _, _, info = run(env, state, params, attacks={0: (MAGE, 1)})
+    assert stats(state, 1)["freeze"] == 0 and int(info.damage_dealt[0]) == 0
+    _, state, *_ = run(env, state, params, moves={1: EAST})
+    assert pos(state, 1) == (16, 17)
 
 
 def test_simultaneous_hits_add_up(env, chaos):
@@ -374,7 +429,7 @@ def test_simultaneous_hits_add_up(env, chaos):
     assert stats(state, 0)["health"] == 10 - 2 - 2 - 1
     assert int(state.agents.damage[0]) == 5
     assert stats(state, 0)["food"] == 10 - 5 - 1  # drained by each attacker
-    assert stats(state, 0)["freeze"] == 3
+    assert stats(state, 0)["freeze"] == 2  # set to 3 by the mage, then upkeep
 
 
 def test_law_does_no_damage_no_drain_no_freeze(env):
@@ -388,6 +443,21 @@ def test_law_does_no_damage_no_drain_no_freeze(env):
     assert stats(state, 0) == dict(health=10, food=9, water=9, freeze=0,
                                    time_alive=VETERAN + 1)
     assert [stats(state, i)["food"] for i in (1, 2, 3)] == [9, 9, 9]
+
+
+def test_base_deals_no_damage_with_any_style(env):
+    base = rules("base")
+    target = dict(pos=CENTRE, time_alive=VETERAN, **QUIET)
+    agents = [target, dict(pos=(16, 15), **QUIET), dict(pos=(12, 16), **QUIET),
+              dict(pos=(16, 20), **QUIET)]
+    _, state = env.make_state(arena(env.cfg), agents, base)
+    hits = {1: (MELEE, 0), 2: (RANGE, 0), 3: (MAGE, 0)}
+    _, state, _, _, info = run(env, state, base, attacks=hits)
+    assert stats(state, 0) == dict(health=10, food=9, water=9, freeze=0,
+                                   time_alive=VETERAN + 1)
+    assert int(state.agents.damage[0]) == 0
+    assert [int(info.damage_dealt[i]) for i in (1, 2, 3)] == [0, 0, 0]
+    assert [int(state.agents.last_style[i]) for i in (1, 2, 3)] == [MELEE, RANGE, MAGE]
 
 
 def test_out_of_range_actions_are_noops_inside_jit(env, chaos):
