@@ -9,6 +9,7 @@ when built and raise `ValueError` with the offending field named.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any
 
 import jax.numpy as jnp
@@ -36,7 +37,27 @@ N_MOVES = 5
 ALIVE_OR_EMPTY, DIED_LAVA, DIED_STARVATION, DIED_COMBAT = range(4)
 CAUSE_NAMES = ("none", "lava", "starvation", "combat")
 
-N_FEATURES = 11
+
+class Feature(enum.IntEnum):
+    """Columns of an entity's features in `Observation.own` and `.entities` (SPEC §6)."""
+
+    TIME_ALIVE = 0  # (time_alive - TIME_ALIVE_CENTRE) / TIME_ALIVE_SCALE
+    HEALTH = 1  # (health - max/2) / max, likewise FOOD and WATER
+    FOOD = 2
+    WATER = 3
+    ROW = 4  # (row - map_size/2) / map_size, likewise COL
+    COL = 5
+    ROW_OFFSET = 6  # (row - observer's row) / view_radius, likewise COL_OFFSET
+    COL_OFFSET = 7
+    DAMAGE = 8  # health damage taken last tick / max_health
+    SAME_POP = 9  # +0.5 in the observer's population, -0.5 otherwise
+    FREEZE = 10  # freeze / mage_freeze (freeze itself when mage_freeze is 0)
+
+
+N_FEATURES = len(Feature)
+# Time alive is centred like the other stats, against a scale of 100 ticks.
+TIME_ALIVE_SCALE = 100.0
+TIME_ALIVE_CENTRE = TIME_ALIVE_SCALE / 2
 
 
 @struct.dataclass
@@ -92,23 +113,28 @@ _BASE_PARAMS: dict[str, Any] = dict(
     max_health=10, max_food=32, max_water=32, forage_food=5, drink_water=5,
     forest_capacity=1, regrow_prob=0.025, immunity_ticks=15,
     melee_range=1, range_range=4, mage_range=4,
-    melee_damage=10, range_damage=2, mage_damage=1, mage_freeze=3, vampirism=0.0,
+    melee_damage=0, range_damage=0, mage_damage=0, mage_freeze=3, vampirism=0.0,
     spawn_per_tick=1, reward_mode="death",
     water_threshold=0.3, grass_threshold=0.57, forest_threshold=0.715,
 )
 
+# The original's experiments (SPEC §5): "base" is the foraging-only game (ranges 1/4/4,
+# no damage), "law" the same with no freeze either, "chaos" full combat with vampirism.
 PRESETS: dict[str, dict[str, Any]] = {
     "base": {},
-    "chaos": dict(range_range=2, mage_range=3, vampirism=1.0),
-    "law": dict(melee_damage=0, range_damage=0, mage_damage=0, mage_freeze=0),
+    "chaos": dict(range_range=2, mage_range=3, melee_damage=10, range_damage=2,
+                  mage_damage=1, vampirism=1.0),
+    "law": dict(mage_freeze=0),
 }
 
 
 def params(**values: Any) -> Params:
     """Builds checked `Params` from the base numbers overridden by `values`.
 
-    `reward_mode` may be given as "death" or "alive". Raises `ValueError` for an unknown
-    field or an impossible value (negative stats, probabilities outside [0, 1], ...).
+    `reward_mode` may be given as "death" or "alive". Raises `TypeError` for a value that
+    is not a real number and `ValueError` for an unknown field or an impossible value
+    (negative stats, probabilities outside [0, 1], a number its array cannot hold, ...);
+    both name the field.
     """
     unknown = set(values) - set(PARAM_FIELDS)
     if unknown:
@@ -126,31 +152,51 @@ def params(**values: Any) -> Params:
     })
 
 
+INT8_MAX, INT16_MAX, INT32_MAX = 2**7 - 1, 2**15 - 1, 2**31 - 1
+# [low, high] of the whole-number rules that are not plain int32 counts: the agents'
+# stats (and what fills or hits them) are int16 and forest capacity is int8.
+_INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "max_health": (1, INT16_MAX), "max_food": (1, INT16_MAX), "max_water": (1, INT16_MAX),
+    "forage_food": (0, INT16_MAX), "drink_water": (0, INT16_MAX),
+    "forest_capacity": (1, INT8_MAX), "mage_freeze": (0, INT16_MAX),
+    "melee_damage": (0, INT16_MAX), "range_damage": (0, INT16_MAX),
+    "mage_damage": (0, INT16_MAX), "reward_mode": (0, 1),
+}
+
+
+def _real(name: str, value: Any) -> float:
+    """`value` as a float; raises `TypeError` naming the field unless it is a real number
+    (a Python or NumPy number or a 0-d numeric array; not a bool, string, None or list)."""
+    number = isinstance(value, (int, float, np.integer, np.floating))
+    array = (getattr(value, "shape", None) == ()
+             and np.issubdtype(getattr(value, "dtype", np.bool_), np.number))
+    if isinstance(value, bool) or not (number or array):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
 def _check_params(p: dict[str, Any]) -> None:
+    """Raises naming the first field whose value is not a number, not whole where its
+    array is int32, or outside what the game and the field's dtype can hold."""
+    values = {name: _real(name, p[name]) for name in PARAM_FIELDS}
     for name in sorted(_INT_PARAMS):
-        if not float(p[name]).is_integer():
+        low, high = _INT_BOUNDS.get(name, (0, INT32_MAX))
+        if not values[name].is_integer():
             raise ValueError(f"{name} must be a whole number, got {p[name]}")
-    for name in ("max_health", "max_food", "max_water", "forest_capacity"):
-        if p[name] < 1:
-            raise ValueError(f"{name} must be >= 1, got {p[name]}")
-    if max(p["max_health"], p["max_food"], p["max_water"]) > 32767:
-        raise ValueError("max_health, max_food and max_water must fit in int16 (<= 32767)")
-    for name in ("forage_food", "drink_water", "immunity_ticks", "melee_damage",
-                 "range_damage", "mage_damage", "mage_freeze", "spawn_per_tick"):
-        if p[name] < 0:
-            raise ValueError(f"{name} must be >= 0, got {p[name]}")
-    for name in ("melee_range", "range_range", "mage_range"):
-        if p[name] < 0:
-            raise ValueError(f"{name} must be >= 0, got {p[name]}")
-    for name in ("regrow_prob",):
-        if not 0.0 <= p[name] <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {p[name]}")
-    if not p["vampirism"] >= 0:  # also rejects NaN
-        raise ValueError(f"vampirism must be >= 0, got {p['vampirism']}")
-    if p["reward_mode"] not in REWARD_MODES.values():
-        raise ValueError(f"reward_mode must be 0 ('death') or 1 ('alive'), got {p['reward_mode']}")
-    if not 0.0 <= p["water_threshold"] <= p["grass_threshold"] <= p["forest_threshold"] <= 1.0:
-        raise ValueError("terrain thresholds must satisfy 0 <= water <= grass <= forest <= 1")
+        if not low <= values[name] <= high:
+            raise ValueError(f"{name} must be in [{low}, {high}], got {p[name]}")
+    if not 0.0 <= values["regrow_prob"] <= 1.0:
+        raise ValueError(f"regrow_prob must be in [0, 1], got {p['regrow_prob']}")
+    if not 0.0 <= values["vampirism"] <= INT16_MAX:  # also rejects NaN
+        raise ValueError(f"vampirism must be in [0, {INT16_MAX}], got {p['vampirism']}")
+    drain = values["vampirism"] * max(values[f"{s}_damage"] for s in STYLE_NAMES)
+    if drain > INT16_MAX:
+        raise ValueError(f"vampirism x the largest damage must be <= {INT16_MAX} (what one "
+                         f"hit drains must fit an int16 stat), got {drain}")
+    thresholds = [values[f"{t}_threshold"] for t in ("water", "grass", "forest")]
+    if not 0.0 <= thresholds[0] <= thresholds[1] <= thresholds[2] <= 1.0:
+        raise ValueError("terrain thresholds must satisfy 0 <= water <= grass <= forest <= 1, "
+                         f"got {thresholds}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,9 +210,6 @@ class Config:
       n_pops: populations (NPOP); slot i belongs to population i % n_pops.
       view_radius: the observation window is (2 r + 1)^2 tiles around the agent.
       n_entities: K, the entity slots of an observation (slot 0 is the observer).
-      max_stack: agents per tile that the neighbour index can tell apart; more agents
-        on one tile are still counted in `obs.counts` but only the first `max_stack`
-        (lowest slots) can appear in entity lists.
       terrain_octaves: octaves of the ridged noise used by the map generator.
       preset: the name of the preset the defaults came from.
       params: the default `Params` (the dynamic rule numbers).
@@ -178,15 +221,13 @@ class Config:
     n_pops: int = 8
     view_radius: int = 7
     n_entities: int = 16
-    max_stack: int = 4
     terrain_octaves: int = 8
     preset: str = "chaos"
     params: Params = dataclasses.field(
         default_factory=lambda: params(**PRESETS["chaos"]), compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("map_size", "n_agents", "n_pops", "n_entities", "max_stack",
-                     "terrain_octaves"):
+        for name in ("map_size", "n_agents", "n_pops", "n_entities", "terrain_octaves"):
             value = _whole(self, name)
             if value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -204,10 +245,6 @@ class Config:
         if 2 * self.view_radius + 1 > self.map_size:
             raise ValueError(
                 f"view window ({2 * self.view_radius + 1}) is larger than the map ({self.map_size})")
-        if self.n_entities > self.view_tiles * self.max_stack:
-            raise ValueError(
-                f"n_entities ({self.n_entities}) exceeds what a view can hold "
-                f"({self.view_tiles} tiles x max_stack {self.max_stack})")
         if self.n_agents >= 2**31 - 1:
             raise ValueError("n_agents too large")
 
@@ -233,11 +270,26 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+# Upper bounds of static fields beyond what memory limits. Octaves past 16 weigh under
+# 2^-16 of the noise field: on 80 x 80 maps of three keys, 16, 17, 125 and 200 octaves
+# gave the same tiles (12 octaves at most 2 tiles apart), each octave at the cost of
+# another noise pass over the map.
+_STATIC_MAX = {"terrain_octaves": 16}
+
+
 def _whole(cfg: Config, name: str) -> int:
-    """The static field `name` as a Python int (numpy ints accepted); raises otherwise."""
+    """The static field `name` as a Python int (numpy ints accepted). Raises `TypeError`
+    naming the field for a non-number, `ValueError` for a non-whole number or one above
+    its bound in `_STATIC_MAX`."""
     value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an int, got {value!r}")
+    top = _STATIC_MAX.get(name)
+    if top is not None and value > top:
+        raise ValueError(f"{name} must be <= {top}, got {value}")
     object.__setattr__(cfg, name, int(value))
     return int(value)
 
@@ -251,7 +303,7 @@ def config(preset: str = "chaos", **overrides: Any) -> Config:
     Keyword overrides may name static fields (`n_agents=64`) or rule numbers
     (`melee_damage=5`); unknown names raise `ValueError`.
     """
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     static = {k: v for k, v in overrides.items() if k in STATIC_FIELDS}
     dynamic = {k: v for k, v in overrides.items() if k in PARAM_FIELDS}
@@ -260,4 +312,18 @@ def config(preset: str = "chaos", **overrides: Any) -> Config:
         raise ValueError(
             f"unknown config fields {sorted(unknown)}; static: {STATIC_FIELDS}; "
             f"params: {PARAM_FIELDS}")
-    return Config(preset=preset, params=params(**{**PRESETS[preset], **dynamic}), **static)
+    cfg = Config(preset=preset, params=params(**{**PRESETS[preset], **dynamic}), **static)
+    _check_hits_fit(cfg)
+    return cfg
+
+
+def _check_hits_fit(cfg: Config) -> None:
+    """Raises unless the hits of every other agent on one agent in one tick fit the
+    int16 `damage` stat: (n_agents - 1) x the largest damage <= 32767."""
+    p = cfg.params
+    largest = max(int(p.melee_damage), int(p.range_damage), int(p.mage_damage))
+    if (cfg.n_agents - 1) * largest > INT16_MAX:
+        raise ValueError(
+            f"melee_damage, range_damage and mage_damage must be <= "
+            f"{INT16_MAX // max(cfg.n_agents - 1, 1)} with n_agents={cfg.n_agents} (what "
+            f"every other agent deals to one agent in a tick must fit int16), got {largest}")

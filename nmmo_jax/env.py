@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+import operator
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +13,20 @@ import numpy as np
 from jax.experimental import checkify
 
 from nmmo_jax import game, terrain
-from nmmo_jax.config import (FOREST, N_MOVES, N_STYLES, STYLE_NAMES, Config, Params,
-                             config)
+from nmmo_jax.config import (
+    FOREST,
+    INT16_MAX,
+    INT32_MAX,
+    N_FEATURES,
+    N_MOVES,
+    N_STYLES,
+    PASSABLE,
+    STYLE_NAMES,
+    TILE_NAMES,
+    Config,
+    Params,
+    config,
+)
 from nmmo_jax.observe import observe
 from nmmo_jax.state import Actions, Info, Observation, State
 
@@ -36,11 +50,17 @@ class Env:
 
     `reset` and `step` are pure and jitted; vmap them over realms. Static shapes live in
     the `Config`; every rule number lives in `Params` (`env.default_params`).
+
+    Shapes and dtypes are checked while tracing, so the checks cost nothing per call:
+    `step` raises `ValueError` for actions that are not an `Actions` of integer [N]
+    arrays (per realm under vmap) and for a `State` whose shapes or dtypes are not this
+    config's; `reset` does the same for a fixed map's shape and dtype, and checks a
+    concrete map's tile ids too (`terrain.check_map`) before the jitted call.
     """
 
     def __init__(self, cfg: Config | None = None):
         self.cfg = cfg if cfg is not None else config()
-        self.reset = jax.jit(self._reset)
+        self._reset_jit = jax.jit(self._reset)
         self.step = jax.jit(self._step)
         self.observe = jax.jit(self._observe)
         self._observe_into_jit = jax.jit(self._observe_into)
@@ -70,18 +90,32 @@ class Env:
     def observation_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shape of each `Observation` field (see its docstring for dtypes)."""
         n, v, k = self.cfg.n_agents, self.cfg.view_size, self.cfg.n_entities
-        return {"tiles": (n, v, v), "counts": (n, v, v), "own": (n, 11),
-                "entities": (n, k, 11), "entity_mask": (n, k), "target_mask": (n, N_STYLES, k),
+        return {"tiles": (n, v, v), "counts": (n, v, v), "own": (n, N_FEATURES),
+                "entities": (n, k, N_FEATURES), "entity_mask": (n, k),
+                "target_mask": (n, N_STYLES, k),
                 "alive": (n,), "population": (n,)}
+
+    def reset(self, key: jax.Array, params: Params | None = None,
+              tiles: Any | None = None) -> tuple[Observation, State]:
+        """A new realm with a generated map (or `tiles`, an [H, W] integer map) and the
+        first spawn; returns its observation and state (jitted).
+
+        A concrete `tiles` is checked in full by `terrain.check_map` (shape, integer
+        dtype, ids in [0, 7)); a traced one (under jit or vmap) only by shape and dtype,
+        since its values are not known while tracing.
+        """
+        if tiles is not None and not isinstance(tiles, jax.core.Tracer):
+            tiles = terrain.check_map(tiles, self.cfg)
+        return self._reset_jit(key, params, tiles)
 
     def _reset(self, key: jax.Array, params: Params | None = None,
                tiles: jax.Array | None = None) -> tuple[Observation, State]:
-        """A new realm with a generated map (or `tiles`, an [H, W] int map) and the first
-        spawn; returns its observation and state."""
         params = self.default_params if params is None else params
         map_key, spawn_key = jax.random.split(key)
         if tiles is None:
             tiles = terrain.generate(map_key, self.cfg, params)
+        else:
+            self._check_map_layout(tiles)
         state = self._blank_state(jnp.asarray(tiles, jnp.int8), params)
         agents, _ = game.spawn(spawn_key, state.agents, params, self.cfg)
         state = state.replace(agents=agents, visits=game.count_visits(state.visits, agents))
@@ -97,6 +131,41 @@ class Env:
             visits=jnp.zeros((cfg.n_pops, cfg.map_size, cfg.map_size), jnp.int32),
             tick=jnp.zeros((), jnp.int32))
 
+    def _check_map_layout(self, tiles: Any) -> None:
+        """Raises `ValueError` unless `tiles` is an integer array of shape [H, W] (the
+        static part of `terrain.check_map`, usable while tracing)."""
+        side = self.cfg.map_size
+        if np.shape(tiles) != (side, side):
+            raise ValueError(f"map must have shape {(side, side)}, got {np.shape(tiles)}")
+        if not jnp.issubdtype(tiles.dtype, jnp.integer):
+            raise ValueError(f"map must hold integer tile ids, got dtype {tiles.dtype}")
+
+    @functools.cached_property
+    def _state_layout(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """Shape and dtype of every leaf of this config's `State`, by key path."""
+        side = self.cfg.map_size
+        like = jax.eval_shape(self._blank_state, jax.ShapeDtypeStruct((side, side), jnp.int8),
+                              self.default_params)
+        return _leaves_by_path(like)
+
+    def check_state(self, state: Any) -> None:
+        """Raises `ValueError` naming the first field of `state` whose shape or dtype
+        differs from this config's (a `State` built for another config). Static: `step`
+        calls it while tracing."""
+        if not isinstance(state, State):
+            raise ValueError(f"state must be an nmmo_jax.State, got {type(state).__name__}")
+        leaves = _leaves_by_path(state)
+        for path, want in self._state_layout.items():
+            got = leaves.get(path)
+            shape, dtype = getattr(got, "shape", None), getattr(got, "dtype", None)
+            if shape is None or dtype is None:
+                raise ValueError(f"state{path} must be an array {want.shape} {want.dtype}, "
+                                 f"got {type(got).__name__}")
+            if tuple(shape) != want.shape or dtype != want.dtype:
+                raise ValueError(
+                    f"state{path} has shape {tuple(shape)} {dtype}; this Env's config needs "
+                    f"{want.shape} {want.dtype} (a State built for another config?)")
+
     def _observe(self, state: State, params: Params | None = None) -> Observation:
         params = self.default_params if params is None else params
         return observe(state, params, self.cfg)[0]
@@ -108,6 +177,8 @@ class Env:
     def _step(self, key: jax.Array, state: State, actions: Actions, params: Params | None = None
               ) -> tuple[Observation, State, jax.Array, jax.Array, Info]:
         """Advances the realm one tick; returns (obs, state, reward[N], done[N], info)."""
+        self.check_state(state)
+        _check_action_layout(actions, (self.cfg.n_agents,))
         params = self.default_params if params is None else params
         state, reward, done, info = game.tick(key, state, actions, params, self.cfg)
         obs, state = self._observe_into(state, params)
@@ -122,30 +193,30 @@ class Env:
         `food`, `water` (default: the maxima), `freeze`, `time_alive` (default 0; agents
         younger than `immunity_ticks` are immune) and `damage`. Returns the observation
         and the state, ready for `step`.
+
+        Raises `ValueError` naming the agent and the field for a state the game cannot
+        reach: a slot given twice, an agent off the map or on water, stone or ore,
+        health outside [1, max_health], food or water outside [0, max], or a negative
+        (or dtype-overflowing) freeze, time_alive or damage.
         """
         params = self.default_params if params is None else params
         cfg = self.cfg
         tiles = terrain.check_map(tiles, cfg)
         state = self._blank_state(jnp.asarray(tiles), params)
+        bounds = _agent_bounds(params)
         columns = {name: np.asarray(getattr(state.agents, name)).copy()
-                   for name in ("pos", "health", "food", "water", "freeze", "time_alive",
-                                "damage", "alive")}
-        known = {"pos", "slot", "health", "food", "water", "freeze", "time_alive", "damage"}
+                   for name in ("pos", "alive", *bounds)}
+        owner: dict[int, int] = {}
         for index, spec in enumerate(agents):
-            unknown = set(spec) - known
-            if unknown:
-                raise ValueError(f"agent {index}: unknown fields {sorted(unknown)}")
-            slot = spec.get("slot", index)
-            if not 0 <= slot < cfg.n_agents:
-                raise ValueError(f"agent {index}: slot {slot} not in [0, {cfg.n_agents})")
-            row, col = spec["pos"]
-            if not (0 <= row < cfg.map_size and 0 <= col < cfg.map_size):
-                raise ValueError(f"agent {index}: pos {(row, col)} is off the map")
-            columns["pos"][slot] = (row, col)
+            slot, pos, stats = _scenario_agent(index, spec, tiles, bounds, cfg)
+            if slot in owner:
+                raise ValueError(f"agent {index}: slot {slot} is already taken by agent "
+                                 f"{owner[slot]}")
+            owner[slot] = index
+            columns["pos"][slot] = pos
             columns["alive"][slot] = True
-            for name in ("health", "food", "water", "freeze", "time_alive", "damage"):
-                if name in spec:
-                    columns[name][slot] = spec[name]
+            for name, value in stats.items():
+                columns[name][slot] = value
         agents_struct = state.agents.replace(**{k: jnp.asarray(v) for k, v in columns.items()})
         state = state.replace(agents=agents_struct,
                               visits=game.count_visits(state.visits, agents_struct))
@@ -158,13 +229,12 @@ class Env:
         Arrays may carry leading realm axes ([R, N] for a batch); the error then names
         the first realm with a bad action ("realm 2: agent 5: ...").
         """
-        move, style, target = (np.asarray(a) for a in (actions.move, actions.style, actions.target))
         n, k = self.cfg.n_agents, self.cfg.n_entities
         alive = np.asarray(obs.alive)
-        for name, value in (("move", move), ("style", style), ("target", target)):
-            if value.shape != alive.shape or value.shape[-1:] != (n,):
-                raise ValueError(f"actions.{name} must have shape {alive.shape[:-1] + (n,)}, "
-                                 f"got {value.shape}")
+        if not isinstance(actions, Actions):
+            _check_action_layout(actions, alive.shape)  # raises, naming what was given
+        move, style, target = (np.asarray(a) for a in (actions.move, actions.style, actions.target))
+        _check_action_layout(Actions(move, style, target), alive.shape[:-1] + (n,))
         checks = [(name, value, top, (value < 0) | (value >= top))
                   for name, value, top in (("move", move, N_MOVES), ("style", style, N_STYLES),
                                            ("target", target, k))]
@@ -180,7 +250,7 @@ class Env:
             return
         r = realms[0]
         where = f"realm {r}: " if alive.ndim > 1 else ""
-        for (name, value, top, _), bad in zip(checks, flat):
+        for (name, value, top, _), bad in zip(checks, flat[:-1], strict=True):
             if bad[r].any():
                 i = np.flatnonzero(bad[r])[0]
                 raise ValueError(f"{where}agent {i}: {name} {value.reshape(-1, n)[r, i]} "
@@ -198,6 +268,79 @@ class Env:
         err, out = _checked_step(self, key, state, actions, params)
         err.throw()
         return out
+
+
+def _leaves_by_path(tree: Any) -> dict[str, Any]:
+    """The leaves of a pytree keyed by their path (".agents.pos")."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {jax.tree_util.keystr(path): leaf for path, leaf in leaves}
+
+
+def _check_action_layout(actions: Any, shape: tuple[int, ...]) -> None:
+    """Raises `ValueError` naming the field unless `actions` is an `Actions` whose move,
+    style and target are integer arrays of `shape` (static: works while tracing)."""
+    if not isinstance(actions, Actions):
+        raise ValueError(f"actions must be an nmmo_jax.Actions of integer arrays {shape} "
+                         f"(move, style, target), got {type(actions).__name__}")
+    for name in ("move", "style", "target"):
+        value = getattr(actions, name)
+        got, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+        if got is None or dtype is None:
+            raise ValueError(f"actions.{name} must be an integer array of shape {shape}, "
+                             f"got {type(value).__name__}")
+        if tuple(got) != shape or not jnp.issubdtype(dtype, jnp.integer):
+            raise ValueError(f"actions.{name} has shape {tuple(got)} and dtype {dtype}; "
+                             f"expected shape {shape} and an integer dtype (int32)")
+
+
+def _agent_bounds(params: Params) -> dict[str, tuple[int, int]]:
+    """[low, high] of each stat `make_state` may set: what a live agent can have (its
+    stats within their maxima, health at least 1) and its dtype can hold."""
+    return {"health": (1, int(params.max_health)), "food": (0, int(params.max_food)),
+            "water": (0, int(params.max_water)), "freeze": (0, INT16_MAX),
+            "time_alive": (0, INT32_MAX), "damage": (0, INT16_MAX)}
+
+
+def _whole_number(label: str, value: Any) -> int:
+    """`value` as an int; raises `ValueError` naming `label` unless it is a whole number
+    (a Python or NumPy int, not a bool or a float)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{label} must be a whole number, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{label} must be a whole number, got {value!r}") from None
+
+
+def _scenario_agent(index: int, spec: dict[str, Any], tiles: np.ndarray,
+                    bounds: dict[str, tuple[int, int]], cfg: Config
+                    ) -> tuple[int, tuple[int, int], dict[str, int]]:
+    """One checked agent of `make_state`: (slot, (row, col), the stats it sets)."""
+    where = f"agent {index}"
+    unknown = set(spec) - {"pos", "slot", *bounds}
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {sorted(unknown)}; known: pos, slot, "
+                         f"{', '.join(bounds)}")
+    if "pos" not in spec or np.shape(spec["pos"]) != (2,):
+        raise ValueError(f"{where}: pos must be a (row, col) pair, got {spec.get('pos')!r}")
+    slot = _whole_number(f"{where}: slot", spec.get("slot", index))
+    if not 0 <= slot < cfg.n_agents:
+        raise ValueError(f"{where}: slot {slot} not in [0, {cfg.n_agents})")
+    row, col = (_whole_number(f"{where}: pos", x) for x in spec["pos"])
+    if not (0 <= row < cfg.map_size and 0 <= col < cfg.map_size):
+        raise ValueError(f"{where}: pos {(row, col)} is off the map")
+    tile = int(tiles[row, col])
+    if not PASSABLE[tile]:
+        raise ValueError(f"{where}: pos {(row, col)} is {TILE_NAMES[tile]}, where no agent "
+                         f"can stand")
+    stats = {}
+    for name, (low, high) in bounds.items():
+        if name in spec:
+            stats[name] = _whole_number(f"{where}: {name}", spec[name])
+            if not low <= stats[name] <= high:
+                raise ValueError(f"{where}: {name} must be in [{low}, {high}], "
+                                 f"got {stats[name]}")
+    return slot, (row, col), stats
 
 
 def _action_checks(env: Env, state: State, actions: Actions) -> None:

@@ -22,7 +22,7 @@ def test_defaults_follow_the_spec():
 
 @pytest.mark.parametrize("preset, ranges, damages, vampirism", [
     ("chaos", [1, 2, 3], [10, 2, 1], 1.0),
-    ("base", [1, 4, 4], [10, 2, 1], 0.0),
+    ("base", [1, 4, 4], [0, 0, 0], 0.0),
     ("law", [1, 4, 4], [0, 0, 0], 0.0),
 ])
 def test_presets(preset, ranges, damages, vampirism):
@@ -52,7 +52,7 @@ def test_params_are_arrays_of_fixed_dtypes():
 
 @pytest.mark.parametrize("field, value", [
     ("map_size", -1), ("map_size", 0), ("n_agents", -8), ("n_pops", 0),
-    ("n_entities", 0), ("max_stack", 0), ("terrain_octaves", 0),
+    ("n_entities", 0), ("terrain_octaves", 0),
     ("lava_border", -1), ("view_radius", -2), ("map_size", 32.0),
 ])
 def test_bad_sizes_are_rejected_naming_the_field(field, value):
@@ -73,11 +73,6 @@ def test_view_larger_than_the_map_is_rejected():
 def test_map_too_small_for_its_border_is_rejected():
     with pytest.raises(ValueError, match="no interior"):
         nmmo_jax.config(map_size=20, lava_border=9, view_radius=2)
-
-
-def test_more_entity_slots_than_a_view_holds_is_rejected():
-    with pytest.raises(ValueError, match="n_entities"):
-        nmmo_jax.config(view_radius=0, max_stack=2, n_entities=3)
 
 
 def test_unknown_preset_is_rejected():
@@ -121,3 +116,67 @@ def test_terrain_thresholds_must_be_ordered():
         nmmo_jax.params(water_threshold=0.6, grass_threshold=0.5)
     with pytest.raises(ValueError, match="thresholds"):
         nmmo_jax.params(forest_threshold=1.2)
+
+
+@pytest.mark.parametrize("field, value, bound", [
+    ("forest_capacity", 128, r"\[1, 127\]"),  # stored as int8
+    ("mage_freeze", 40000, r"\[0, 32767\]"),  # the int16 freeze counter
+    ("max_health", 32768, r"\[1, 32767\]"),
+    ("forage_food", 2**31 - 1, r"\[0, 32767\]"),  # added to an int16 stat
+    ("drink_water", 40000, r"\[0, 32767\]"),
+    ("melee_damage", 2**31 - 100, r"\[0, 32767\]"),
+    ("range_damage", 32768, r"\[0, 32767\]"),
+    ("immunity_ticks", 2**31, r"\[0, 2147483647\]"),  # compared with int32 time_alive
+    ("spawn_per_tick", 2**40, r"\[0, 2147483647\]"),
+    ("vampirism", float("inf"), r"\[0, 32767\]"),
+    ("reward_mode", 2, r"\[0, 1\]"),
+])
+def test_rule_numbers_must_fit_their_dtypes(field, value, bound):
+    with pytest.raises(ValueError, match=rf"{field} must be in {bound}, got {value}"):
+        nmmo_jax.params(**{field: value})
+
+
+def test_the_largest_rule_numbers_are_accepted():
+    p = nmmo_jax.params(forest_capacity=127, mage_freeze=32767, max_health=32767,
+                        forage_food=32767, melee_damage=32767, vampirism=1.0)
+    assert int(p.forest_capacity) == 127 and int(p.mage_freeze) == 32767
+
+
+def test_what_one_hit_drains_must_fit_a_stat():
+    with pytest.raises(ValueError, match=r"vampirism x the largest damage must be <= 32767"):
+        nmmo_jax.params(vampirism=5000.0, melee_damage=10)
+
+
+def test_the_hits_on_one_agent_in_a_tick_must_fit_its_damage_stat():
+    with pytest.raises(ValueError, match=r"must be <= 258 with n_agents=128"):
+        nmmo_jax.config("chaos", melee_damage=300)
+    assert int(nmmo_jax.config("chaos", n_agents=8, melee_damage=4000).params.melee_damage) == 4000
+
+
+@pytest.mark.parametrize("field", ["n_agents", "map_size", "melee_damage", "regrow_prob",
+                                   "vampirism"])
+@pytest.mark.parametrize("value", ["10", None, [1, 2], True])
+def test_values_that_are_not_numbers_raise_a_type_error_naming_the_field(field, value):
+    with pytest.raises(TypeError, match=rf"^{field} must be"):
+        nmmo_jax.config("chaos", **{field: value})
+
+
+@pytest.mark.parametrize("value", [None, [1], True])
+def test_reward_mode_is_a_name_or_a_number(value):
+    with pytest.raises(TypeError, match=r"^reward_mode must be a real number"):
+        nmmo_jax.config("chaos", reward_mode=value)
+
+
+def test_terrain_octaves_are_bounded():
+    # Octaves past 16 change no tile of the map, only its cost (`config._STATIC_MAX`).
+    for octaves in (17, 125):
+        with pytest.raises(ValueError, match=f"terrain_octaves must be <= 16, got {octaves}"):
+            nmmo_jax.config(terrain_octaves=octaves)
+    with pytest.raises(ValueError, match="terrain_octaves must be <= 16"):
+        nmmo_jax.Config(terrain_octaves=125)
+    assert nmmo_jax.config(terrain_octaves=16).terrain_octaves == 16
+
+
+def test_preset_must_be_a_known_name():
+    with pytest.raises(ValueError, match="unknown preset"):
+        nmmo_jax.config(["chaos"])

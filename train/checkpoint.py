@@ -5,8 +5,16 @@ A file is `MAGIC`, a SHA-256 digest of the payload, then the payload: a msgpack 
 {"config": TrainConfig fields, "meta": small host-side facts, "leaves": {path: array}}
 where every array of the runner pytree is stored under its key path. Restoring matches
 the stored arrays to a freshly built template leaf by leaf, so a resumed run continues
-bit for bit. A truncated or altered file, a file of another kind, another config or
-other shapes raise `CheckpointError` with the reason.
+bit for bit; each array is laid out as its template leaf is (its sharding), so a run
+over several devices or processes gets every shard back where it lives. The file holds
+the whole state whatever the device count, so a run may resume on another number of
+devices. A truncated or altered file, a file of another kind, another config or other
+shapes raise `CheckpointError` with the reason.
+
+Writes are atomic and durable: the bytes go to `<name>.tmp`, are flushed to disk
+(fsync), renamed over the checkpoint, and the rename is flushed by an fsync of the
+folder. A kill at any moment leaves the previous or the new checkpoint whole; at worst a
+stale `.tmp` remains, which `read` never looks at and `remove_stale` deletes.
 """
 
 from __future__ import annotations
@@ -23,8 +31,9 @@ from flax import serialization
 
 MAGIC = b"NMMO-JAX-CKPT-1\n"
 # Config fields that may change between a run and its resumption: they do not affect
-# what an update computes.
-RESUMABLE_CHANGES = frozenset({"total_steps", "out", "checkpoint_every", "eval_ticks"})
+# what an update computes, or (devices) only how its minibatches are drawn.
+RESUMABLE_CHANGES = frozenset({"total_steps", "out", "checkpoint_every", "eval_ticks",
+                               "devices"})
 
 
 class CheckpointError(ValueError):
@@ -43,17 +52,48 @@ def _flatten(tree: Any) -> dict[str, Any]:
 def save(path: str | os.PathLike, runner: Any, config: Any, meta: dict[str, Any] | None = None
          ) -> None:
     """Writes `runner` (any pytree of arrays, PRNG keys included) and `config` (a
-    dataclass) to `path`, atomically (a temporary file renamed into place)."""
+    dataclass) to `path`, atomically and durably (see the module docstring)."""
     leaves = {name: np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
               for name, leaf in _flatten(runner).items()}
     payload = serialization.msgpack_serialize({
         "config": dataclasses.asdict(config), "meta": meta or {}, "leaves": leaves})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temp_path(path)
     with open(tmp, "wb") as f:
         f.write(MAGIC + hashlib.sha256(payload).digest() + payload)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_folder(path.parent)
+
+
+def temp_path(path: str | os.PathLike) -> Path:
+    """The temporary file `save` writes before renaming it to `path`."""
+    path = Path(path)
+    return path.with_name(path.name + ".tmp")
+
+
+def remove_stale(path: str | os.PathLike) -> bool:
+    """Deletes the temporary file that a `save` to `path` killed mid-write left behind;
+    returns whether there was one."""
+    tmp = temp_path(path)
+    if not tmp.exists():
+        return False
+    tmp.unlink()
+    return True
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flushes a folder's entries (a rename in it) to disk; POSIX only (elsewhere a
+    folder cannot be opened for fsync)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read(path: str | os.PathLike) -> dict[str, Any]:
@@ -75,11 +115,13 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
 
 def check_config(stored: dict[str, Any], config: Any, path: Any = "checkpoint") -> None:
     """Raises `CheckpointError` naming every field (other than `RESUMABLE_CHANGES`) where
-    the stored config differs from `config`."""
+    the stored config differs from `config`; a field the checkpoint lacks (written before
+    the field existed) counts as its default."""
     current = dataclasses.asdict(config)
-    diffs = [f"{name}: checkpoint {stored.get(name)!r}, now {current[name]!r}"
-             for name in current
-             if name not in RESUMABLE_CHANGES and stored.get(name) != current[name]]
+    fields = {field.name: field.default for field in dataclasses.fields(config)}
+    diffs = [f"{name}: checkpoint {stored.get(name, fields[name])!r}, now {current[name]!r}"
+             for name in current if name not in RESUMABLE_CHANGES
+             and stored.get(name, fields[name]) != current[name]]
     if diffs:
         raise CheckpointError(f"{path} was written by another config; differing fields: "
                               + "; ".join(diffs))
@@ -109,9 +151,19 @@ def restore(path: str | os.PathLike, template: Any, config: Any | None = None,
             raise CheckpointError(
                 f"{path}: {name} has shape {value.shape} {value.dtype}, this run needs "
                 f"{want.shape} {want.dtype}")
-        value = jax.numpy.asarray(value)
+        value = _place(value, want)
         if _is_key(like):
             value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(like))
         restored.append(value)
     treedef = jax.tree_util.tree_structure(template)
     return jax.tree_util.tree_unflatten(treedef, restored), contents["meta"]
+
+
+def _place(value: np.ndarray, like: Any) -> jax.Array:
+    """`value` laid out like the template leaf `like`: with its sharding where it has one
+    (every device of every process gets its own part of the whole array), else on the
+    default device."""
+    sharding = getattr(like, "sharding", None)
+    if sharding is None:
+        return jax.numpy.asarray(value)
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])

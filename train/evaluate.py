@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import operator
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 if __package__ in (None, ""):  # run as a script: import the `train` package, not this folder
     sys.path[0] = str(Path(__file__).resolve().parents[1])
@@ -75,8 +77,8 @@ def joint_policy(networks: Sequence[Any], params: Sequence[Any], obs: nmmo_jax.O
     sizes = [jax.tree.leaves(p)[0].shape[0] for p in params]
     split = jax.tree.map(lambda x: to_pops(x, sum(sizes), 1), obs)  # [P, R, N/P, ...]
     outputs, offset = [], 0
-    for network, own, size in zip(networks, params, sizes):  # a short loop over checkpoints
-        part = jax.tree.map(lambda x: x[offset:offset + size], split)
+    for network, own, size in zip(networks, params, sizes, strict=True):  # one per checkpoint
+        part = jax.tree.map(operator.itemgetter(slice(offset, offset + size)), split)
         outputs.append(jax.vmap(network.apply)(own, part))
         offset += size
     joined = jax.tree.map(lambda *xs: jnp.concatenate(xs), *outputs)
@@ -87,13 +89,15 @@ def arena_config(competitors: Sequence[Competitor], agents: int | None = None
                  ) -> nmmo_jax.Config:
     """The realm the competitors meet in: the first one's rules and map, every competitor's
     populations, `agents` slots (default: the first one's)."""
+    if agents is not None:
+        _check_count("agents", agents)
     first = competitors[0].config
     for c in competitors[1:]:
         if (c.config.entities, c.config.preset) != (first.entities, first.preset):
             raise ValueError(f"{c.name} was trained with other entity slots or preset than "
                              f"{competitors[0].name}; they cannot share a realm")
     n_pops = sum(c.pops for c in competitors)
-    agents = agents or first.agents
+    agents = first.agents if agents is None else agents
     if agents % n_pops:
         raise ValueError(f"{agents} agent slots cannot be split among {n_pops} populations; "
                          f"choose --agents as a multiple of {n_pops}")
@@ -102,8 +106,13 @@ def arena_config(competitors: Sequence[Competitor], agents: int | None = None
                            reward_mode=first.reward_mode)
 
 
+def _check_count(name: str, value: Any) -> None:
+    """Raises `ValueError` naming `name` unless `value` is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
 @functools.lru_cache(maxsize=8)
-@functools.lru_cache(maxsize=None)
 def arena(cfg: nmmo_jax.Config) -> nmmo_jax.Env:
     """One `Env` per arena shape, so that evaluations of the same shape share programs.
 
@@ -137,6 +146,8 @@ def evaluate(competitors: Sequence[Competitor], key: jax.Array, realms: int = 16
     """Plays R fresh realms for T ticks; returns per-population and per-competitor
     lifetimes ({"population_lifetime": [P], "deaths": [P], "competitors": [...]},
     the competitors ranked by mean lifetime, best first)."""
+    _check_count("realms", realms)
+    _check_count("ticks", ticks)
     cfg = arena_config(competitors, agents)
     deaths, lifetime = (np.asarray(x, np.float64) for x in _play(
         arena(cfg), tuple(c.network for c in competitors), tuple(c.params for c in competitors),
@@ -159,6 +170,7 @@ def save_gif(competitors: Sequence[Competitor], key: jax.Array, path: str | os.P
     environment's renderer (`nmmo_jax.render`, imported only here)."""
     from nmmo_jax import render
 
+    _check_count("ticks", ticks)
     cfg = arena_config(competitors, agents)
     networks, params = [c.network for c in competitors], [c.params for c in competitors]
 
@@ -182,8 +194,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gif", default=None, help="write a GIF of one realm here")
     parser.add_argument("--gif-ticks", type=int, default=200)
     args = parser.parse_args(argv)
+    for name in ("realms", "ticks", "gif_ticks", "agents"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"argument --{name.replace('_', '-')}: must be >= 1, got {value}")
+    if not 0 <= args.seed < 2**32:
+        parser.error(f"argument --seed: must be in [0, 2**32), got {args.seed}")
 
-    competitors = [load_competitor(p) for p in args.checkpoints]
+    try:  # unreadable checkpoints, or competitors that cannot share a realm
+        competitors = [load_competitor(p) for p in args.checkpoints]
+        arena_config(competitors, args.agents)
+    except ValueError as err:
+        parser.error(str(err))
     key = jax.random.key(args.seed)
     result = evaluate(competitors, key, args.realms, args.ticks, args.agents)
     print(f"{args.realms} realms x {args.ticks} ticks; mean lifetime of agents that died")
