@@ -4,14 +4,17 @@ Recording runs on device: `record` plays a policy for T ticks inside one `lax.sc
 and returns a `Trajectory`, the stacked states of one realm (`record_batch` and `pick`
 do the same for a vmapped batch of realms). Drawing runs on the host with matplotlib
 (Agg, no display needed): a `Painter` owns one figure and, for each state, only
-updates its artists (the tile image, the agent scatter, the health-bar and attack line
-collections, the title), so hundreds of frames take seconds.
+updates its artists (the tiles, painted pixel by pixel; the agent scatter; the
+health-bar and attack line collections; the counts in the header), so hundreds of
+frames take seconds.
 
-In a frame, tiles use a fixed palette (`TILE_COLORS`), agents are discs coloured by
-population (`population_colors`) with a black rim (a cyan rim while frozen) and a
-health bar above them, coloured red to green; last tick's attacks are lines from
-attacker to target, one look per style (melee solid red, range dashed orange, mage
-dotted violet). The title gives the tick and the live agents per population.
+A frame shows the realm inside its lava ring plus `LAVA_MARGIN` tiles of lava. Tiles use
+a fixed palette (`TILE_COLORS`); agents are discs coloured by population
+(`population_colors`) with a black rim (a thick ice-cyan rim while frozen) and a health
+bar above them (red to green on black); last tick's attacks are lines from attacker to
+target, one look per style (melee solid white, range dashed black, mage dotted ice
+cyan). No population uses white, black or ice cyan. A band above the map gives the tick,
+the live agents of each population next to its colour, and a key to the marks.
 
     python -m nmmo_jax.render --preset chaos --policy fighter --ticks 300 --out rollout.gif
 """
@@ -20,44 +23,76 @@ from __future__ import annotations
 
 import argparse
 import functools
+import operator
 import os
-from typing import Any, Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 from matplotlib import colormaps
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
-from matplotlib.colors import to_rgb
+from matplotlib.colors import LinearSegmentedColormap, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import TqdmWarning
 
 from nmmo_jax import game
-from nmmo_jax.config import CAUSE_NAMES, LAVA, N_STYLES, PRESETS, Config, Params, config
+from nmmo_jax.config import (
+    CAUSE_NAMES,
+    GRASS,
+    LAVA,
+    N_STYLES,
+    PRESETS,
+    STYLE_NAMES,
+    Config,
+    Params,
+    config,
+)
 from nmmo_jax.env import Env
 from nmmo_jax.policies import POLICIES, WALKABLE, Policy
 from nmmo_jax.state import Info, Observation, State
 
-# Tile palette, indexed by tile id (lava, water, grass, scrub, forest, stone, ore).
+# In Jupyter without ipywidgets, tqdm.auto warns "IProgress not found" and falls back to
+# a text bar; the text bar is what we want there, so the warning is silenced.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", TqdmWarning)
+    from tqdm.auto import tqdm
+
+# Tile palette, indexed by tile id (lava, water, grass, scrub, forest, stone, ore): muted,
+# so that agents and attacks stand out.
 TILE_COLORS = np.array([
-    (200, 60, 20), (50, 110, 200), (130, 190, 90), (185, 170, 110),
-    (30, 105, 45), (125, 125, 125), (150, 95, 160)], np.uint8)
+    (196, 78, 44), (96, 142, 205), (158, 196, 128), (200, 186, 140),
+    (84, 136, 90), (150, 150, 150), (160, 120, 170)], np.uint8)
 
-# Distinct population colours for up to 12 populations; more use a colour map.
-POP_COLORS = ("#ffe119", "#f032e6", "#42d4f4", "#ffffff", "#f58231", "#911eb4",
-              "#000075", "#e6194b", "#bfef45", "#9a6324", "#fabed4", "#4363d8")
+# Distinct population colours for up to 12 populations; more use a colour map. None is
+# white, black or ice cyan: those mark attacks and freezing.
+POP_COLORS = ("#ffe119", "#f032e6", "#f58231", "#4363d8", "#e6194b", "#911eb4",
+              "#fabed4", "#9a6324", "#000075", "#bfef45", "#aaffc3", "#808000")
 
-# One line look per attack style (melee, range, mage): (colour, line style).
-STYLE_LOOKS = (("#ff1744", "solid"), ("#ff9100", "dashed"), ("#d500f9", "dotted"))
+# One line look per attack style (melee, range, mage): (colour, line style). A mage hit
+# freezes, so the mage line shares its ice cyan with the rim of a frozen agent.
+STYLE_LOOKS = (("#ffffff", "solid"), ("#000000", "dashed"), ("#00e5ff", "dotted"))
 FROZEN_RIM = "#00e5ff"
 
+# The palette as opaque RGBA pixels packed into one uint32 each, [7].
+_TILE_PIXELS = np.concatenate([TILE_COLORS, np.full((len(TILE_COLORS), 1), 255, np.uint8)],
+                              1).view(np.uint32)[:, 0]
+
 DPI = 100
-TITLE_PX = 40
-MAP_PX = 640  # default side of the map panel in pixels
+TITLE_PX = 56  # the band above the panels: tick, live counts, key
+MAP_PX = 800  # default side of the map panel in pixels
+LAVA_MARGIN = 2  # lava tiles shown beyond the spawn ring
+AGENT_TILES = 1.35  # disc diameter in tiles
+BAR_PX = 3.5  # health bar thickness in pixels (at least)
+# Health bar colours from empty to full: bright enough to read on every tile.
+HEALTH_COLORS = LinearSegmentedColormap.from_list("health", ["#ff1f1f", "#ffd400", "#1aff4a"])
 
 
 def population_colors(n_pops: int) -> np.ndarray:
@@ -174,118 +209,248 @@ def summary(trajectory: Trajectory) -> str:
 # Frames (host)
 
 
-class _Layer:
-    """The artists of one panel: tile image, agents, health bars, attacks, view box."""
+def map_window(cfg: Config, margin: int | None = LAVA_MARGIN) -> tuple[int, int]:
+    """The rows (and columns) [lo, hi) that a frame shows: the realm inside its lava
+    ring plus `margin` tiles of lava, or the whole map for `margin` None."""
+    lo = 0 if margin is None else max(cfg.lava_border - margin, 0)
+    return lo, cfg.map_size - lo
 
-    def __init__(self, ax: Any, side: int, view_size: int, marker_px: float):
+
+class _Tiles(Artist):
+    """The tile map of one panel, painted pixel by pixel: each pixel of the axes takes the
+    colour of the tile under its centre (lava off the map) and the result goes to the
+    renderer as one unscaled image. This skips matplotlib's image resampling, the
+    slowest part of a frame."""
+
+    def __init__(self, ax: Any):
+        super().__init__()
+        self.ax = ax
+        self.set_zorder(0)
+        self.colors = np.zeros((1, 1), np.uint32)  # [H, W] packed RGBA
+
+    def set_tiles(self, tiles: np.ndarray) -> None:
+        """`tiles`: [H, W] tile ids."""
+        self.colors = _TILE_PIXELS[tiles]
+
+    def draw(self, renderer: Any) -> None:
+        x0, y0, x1, y1 = np.round(self.ax.bbox.extents).astype(int)
+        width, height = x1 - x0, y1 - y0
+        if not self.get_visible() or width < 1 or height < 1:
+            return
+        to_data = self.ax.transData.inverted()
+        across = np.stack([x0 + np.arange(width) + 0.5, np.full(width, y0 + 0.5)], 1)
+        up = np.stack([np.full(height, x0 + 0.5), y0 + np.arange(height) + 0.5], 1)
+        cols = np.round(to_data.transform(across)[:, 0]).astype(int)  # [w]
+        rows = np.round(to_data.transform(up)[:, 1]).astype(int)  # [h], bottom row first
+        side_r, side_c = self.colors.shape
+        on_map = ((rows >= 0) & (rows < side_r))[:, None] & ((cols >= 0) & (cols < side_c))
+        packed = self.colors[np.clip(rows, 0, side_r - 1)][:, np.clip(cols, 0, side_c - 1)]
+        packed = np.where(on_map, packed, _TILE_PIXELS[LAVA])
+        gc = renderer.new_gc()
+        gc.set_clip_rectangle(self.ax.bbox)
+        renderer.draw_image(gc, x0, y0, packed.view(np.uint8).reshape(height, width, 4))
+        gc.restore()
+
+
+class _Layer:
+    """The artists of one map panel: tiles, agents, health bars, attacks, view box.
+
+    The axes start out showing `window` (rows and columns [lo, hi)); `tile_px`, a tile's
+    side on screen, sets the size of every mark.
+    """
+
+    def __init__(self, ax: Any, window: tuple[int, int], view_size: int, tile_px: float):
+        lo, hi = window
         ax.set_xticks([])
         ax.set_yticks([])
         ax.spines[:].set_visible(False)
-        ax.set_facecolor(TILE_COLORS[LAVA] / 255.0)  # off the map reads as lava
-        self.image = ax.imshow(np.zeros((side, side, 3), np.uint8), interpolation="nearest",
-                               extent=(-0.5, side - 0.5, side - 0.5, -0.5))
-        points = marker_px * 72.0 / DPI
-        self.agents = ax.scatter(np.zeros(0), np.zeros(0), s=points ** 2, zorder=3)
-        self.health = LineCollection([], linewidths=max(1.0, points / 5), zorder=4)
-        self.attacks = [LineCollection([], colors=color, linestyles=look, zorder=5,
-                                       linewidths=max(1.5, points / 4))
+        self.tiles = _Tiles(ax)
+        ax.add_artist(self.tiles)
+        tile = tile_px * 72.0 / DPI  # a tile's side in points
+        self.rims = (max(0.8, tile / 12), max(2.0, tile / 5))  # plain, frozen
+        self.agents = ax.scatter(np.zeros(0), np.zeros(0), s=(AGENT_TILES * tile) ** 2,
+                                 zorder=3)
+        bar = max(BAR_PX * 72.0 / DPI, tile / 6)
+        self.bar_back = LineCollection([], colors="black", linewidths=bar + 1.5,
+                                       capstyle="butt", zorder=4)
+        self.health = LineCollection([], linewidths=bar, capstyle="butt", zorder=5)
+        self.attacks = [LineCollection([], colors=color, linestyles=look, zorder=6,
+                                       linewidths=max(2.0, tile / 6))
                         for color, look in STYLE_LOOKS]
-        for artist in (self.health, *self.attacks):
+        for artist in (self.bar_back, self.health, *self.attacks):
             ax.add_collection(artist)
         self.view = Rectangle((0, 0), view_size, view_size, fill=False, edgecolor="white",
-                              linewidth=1.5, zorder=6, visible=False)
+                              linewidth=2.0, zorder=7, visible=False)
         ax.add_patch(self.view)
-        ax.set_xlim(-0.5, side - 0.5)
-        ax.set_ylim(side - 0.5, -0.5)
+        ax.set_xlim(lo - 0.5, hi - 0.5)
+        ax.set_ylim(hi - 0.5, lo - 0.5)
         self.ax = ax
 
     def update(self, scene: dict[str, Any]) -> None:
-        self.image.set_data(scene["rgb"])
+        self.tiles.set_tiles(scene["tiles"])
         self.agents.set_offsets(scene["xy"])
         self.agents.set_facecolor(scene["face"])
         self.agents.set_edgecolor(scene["rim"])
-        self.agents.set_linewidths(scene["rim_width"])
+        self.agents.set_linewidths(np.where(scene["frozen"], *self.rims[::-1]))
+        self.bar_back.set_segments(scene["bar_backs"])
         self.health.set_segments(scene["bars"])
         self.health.set_color(scene["bar_colors"])
         for style in range(N_STYLES):
             self.attacks[style].set_segments(scene["attacks"][style])
 
 
-class _Title:
-    """The title: tick and live total, then each population's live count. In the
-    painter's own figure (up to 16 populations) each count follows a square of its
-    population's colour; otherwise the counts are listed in the text."""
+class _AxesTitle:
+    """The title of a frame drawn into given axes: tick, live total, and the live agents
+    of each population as numbers."""
 
-    def __init__(self, figure: Figure, band: tuple[float, float, float, float] | None,
-                 ax: Any, colors: np.ndarray):
-        self.keyed = band is not None and len(colors) <= 16
-        if band is None:
-            self.text = ax.set_title("", fontsize=10)
-            return
+    def __init__(self, ax: Any):
+        self.text = ax.set_title("", fontsize=10)
+
+    def update(self, tick: int, counts: np.ndarray) -> None:
+        self.text.set_text(f"tick {tick}   alive {int(counts.sum())}   "
+                           f"per population: {' '.join(map(str, counts))}")
+
+
+class _Header:
+    """The band above the panels of the painter's own figure.
+
+    Its first row gives the tick, the live agents and each population's live count after
+    a disc of its colour (as plain numbers when the discs do not fit the width). Its
+    second row is the key: each attack style's line, the frozen rim and the health bar,
+    drawn as on the map over a swatch of grass.
+    """
+
+    FONT = 10
+
+    def __init__(self, figure: Figure, band: tuple[float, float, float, float],
+                 colors: np.ndarray):
         axes = figure.add_axes(band)
         axes.set_axis_off()
-        axes.set_xlim(0, figure.bbox.width)
-        axes.set_ylim(0, 1)
-        self.text = axes.text(8, 0.5, "", ha="left", va="center", fontsize=10)
+        height = band[3] * figure.bbox.height
+        axes.set_xlim(0, figure.bbox.width)  # axes units are pixels
+        axes.set_ylim(0, height)
+        self.axes, self.renderer = axes, figure.canvas.get_renderer()
+        top, bottom = 0.72 * height, 0.27 * height
+        self.head, x = self._text(10, top, "tick 00000   alive 0000", reserve=True)
+        label = "alive per population:"
+        entry = 23 + self._width("000")  # a disc and a count
+        self.keyed = x + 12 + self._width(label) + len(colors) * entry <= figure.bbox.width
+        self.counts = []
         if self.keyed:
-            step = min(60.0, (figure.bbox.width - 200) / len(colors))
-            xs = 200 + step * np.arange(len(colors))
-            axes.scatter(xs, np.full(len(colors), 0.5), s=60, marker="s", c=colors,
-                         edgecolors="black", linewidths=0.8)
-            self.counts = [axes.text(x + 9, 0.5, "", va="center", fontsize=9) for x in xs]
+            _, x = self._text(x + 12, top, label)
+            discs = []
+            for _ in colors:
+                discs.append(x + 14)
+                count, x = self._text(x + 23, top, "000", reserve=True)
+                self.counts.append(count)
+            axes.scatter(discs, np.full(len(discs), top), s=110, c=colors,
+                         edgecolors="black", linewidths=1.0)
+        self._key(bottom)
+
+    def _text(self, x: float, y: float, text: str, reserve: bool = False
+              ) -> tuple[Any, float]:
+        """Places `text` from `x`; returns it and where the next item may start, after
+        its width. With `reserve` the text is emptied once measured (a place for later
+        text up to that width)."""
+        artist = self.axes.text(x, y, text, va="center", ha="left", fontsize=self.FONT)
+        end = x + artist.get_window_extent(self.renderer).width
+        if reserve:
+            artist.set_text("")
+        return artist, end
+
+    def _width(self, text: str) -> float:
+        """The width of `text` in pixels."""
+        artist = self.axes.text(0, 0, text, fontsize=self.FONT)
+        width = artist.get_window_extent(self.renderer).width
+        artist.remove()
+        return width
+
+    def _swatch(self, x: float, y: float) -> tuple[float, float]:
+        """A grass swatch 34 x 16 pixels from `x`; returns its centre."""
+        self.axes.add_patch(Rectangle((x, y - 8), 34, 16, facecolor=TILE_COLORS[GRASS] / 255.0,
+                                      edgecolor="none"))
+        return x + 17, y
+
+    def _key(self, y: float) -> None:
+        _, x = self._text(10, y, "attacks:")
+        for name, (color, look) in zip(STYLE_NAMES, STYLE_LOOKS, strict=True):
+            cx, cy = self._swatch(x + 8, y)
+            self.axes.plot([cx - 14, cx + 14], [cy, cy], color=color, linestyle=look,
+                           linewidth=2.5)
+            _, x = self._text(x + 46, y, name)
+        cx, cy = self._swatch(x + 24, y)
+        self.axes.scatter([cx], [cy], s=110, c="#d0d0d0", edgecolors=FROZEN_RIM,
+                          linewidths=2.2)
+        _, x = self._text(x + 62, y, "frozen")
+        cx, cy = self._swatch(x + 24, y)
+        self.axes.plot([cx - 13, cx + 13], [cy, cy], color="black", linewidth=6,
+                       solid_capstyle="butt")
+        self.axes.plot([cx - 12, cx + 3], [cy, cy], color=HEALTH_COLORS(0.6),
+                       linewidth=4, solid_capstyle="butt")
+        self._text(x + 62, y, "health (red low, green full)")
 
     def update(self, tick: int, counts: np.ndarray) -> None:
         head = f"tick {tick}   alive {int(counts.sum())}"
         if not self.keyed:
-            self.text.set_text(f"{head}   per population: {' '.join(map(str, counts))}")
+            self.head.set_text(f"{head}   alive per population: {' '.join(map(str, counts))}")
             return
-        self.text.set_text(head)
-        for text, count in zip(self.counts, counts):
+        self.head.set_text(head)
+        for text, count in zip(self.counts, counts, strict=True):
             text.set_text(str(count))
 
 
 class Painter:
     """One reusable figure drawing states of a realm with config `cfg`.
 
-    With no `ax` the painter makes its own Agg figure: the map fills a square panel of
-    `map_px` pixels (rounded down to whole pixels per tile) under a title band, and
-    with `zoom_agent` (a slot) a second panel of the same size follows that agent with
-    its view window outlined (on the full map too). With `ax` it draws into that axes
-    and sets its title; the zoom panel needs the painter's own figure. Health bars
-    are scaled by `cfg.params.max_health`.
+    A frame shows the rows and columns `map_window(cfg, lava_margin)`: the realm inside
+    its lava ring plus `lava_margin` tiles of lava (None: the whole map). With no `ax`
+    the painter makes its own Agg figure: the map fills a square panel of `map_px`
+    pixels (rounded down to whole pixels per tile) under a band with the tick, the live
+    counts and a key, and with `zoom_agent` (a slot) a second panel of the same size
+    follows that agent with its view window outlined (on the map too, cut to the shown
+    tiles). With `ax` it draws into that axes and sets its title; the zoom panel needs
+    the painter's own figure. Health bars are scaled by `cfg.params.max_health`.
     """
 
     def __init__(self, cfg: Config, zoom_agent: int | None = None, ax: Any = None,
-                 map_px: int = MAP_PX):
+                 map_px: int = MAP_PX, lava_margin: int | None = LAVA_MARGIN):
         if ax is not None and zoom_agent is not None:
             raise ValueError("zoom_agent needs the painter's own figure; leave ax=None")
         if zoom_agent is not None and not 0 <= zoom_agent < cfg.n_agents:
             raise ValueError(f"zoom_agent {zoom_agent} is not a slot in [0, {cfg.n_agents})")
         self.cfg, self.zoom_agent = cfg, zoom_agent
         self.colors = population_colors(cfg.n_pops)
-        side = cfg.map_size
-        tile_px = max(map_px // side, 1)
-        map_px = tile_px * side
-        if ax is None:
-            panels = 1 if zoom_agent is None else 2
-            height = map_px + TITLE_PX
-            self.figure = Figure(figsize=(panels * map_px / DPI, height / DPI), dpi=DPI)
-            FigureCanvasAgg(self.figure)
-            box = map_px / height
-            ax = self.figure.add_axes((0, 0, 1 / panels, box))
-            self.title = _Title(self.figure, (0, box, 1, 1 - box), None, self.colors)
-        else:
-            self.figure = ax.figure
-            self.title = _Title(self.figure, None, ax, self.colors)
-        self.main = _Layer(ax, side, cfg.view_size, 0.85 * tile_px)
+        self.window = map_window(cfg, lava_margin)
+        shown = self.window[1] - self.window[0]
         self.zoom = None
+        if ax is not None:
+            self.figure = ax.figure
+            self.title = _AxesTitle(ax)
+            self.main = _Layer(ax, self.window, cfg.view_size,
+                               ax.get_window_extent().width / shown)
+            return
+        tile_px = max(map_px // shown, 1)
+        map_px = tile_px * shown
+        panels = 1 if zoom_agent is None else 2
+        height = map_px + TITLE_PX
+        self.figure = Figure(figsize=(panels * map_px / DPI, height / DPI), dpi=DPI)
+        FigureCanvasAgg(self.figure)
+        box = map_px / height
+        self.main = _Layer(self.figure.add_axes((0, 0, 1 / panels, box)), self.window,
+                           cfg.view_size, tile_px)
+        self.title = _Header(self.figure, (0, box, 1, 1 - box), self.colors)
         if zoom_agent is not None:
             self.zoom_span = cfg.view_size + 4
-            self.zoom_centre = (side // 2, side // 2)
+            self.zoom_centre = (cfg.map_size // 2, cfg.map_size // 2)
             zoom_ax = self.figure.add_axes((0.5, 0, 0.5, box))
-            self.zoom = _Layer(zoom_ax, side, cfg.view_size, 0.85 * map_px / self.zoom_span)
+            self.zoom = _Layer(zoom_ax, self.window, cfg.view_size, map_px / self.zoom_span)
+            zoom_ax.spines["left"].set(visible=True, color="white", linewidth=3)
+            self.zoom_label = zoom_ax.text(
+                0.015, 0.985, "", transform=zoom_ax.transAxes, ha="left", va="top",
+                fontsize=11, zorder=8,
+                bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 3})
 
-    def draw(self, state: State, previous: State | None = None) -> "Painter":
+    def draw(self, state: State, previous: State | None = None) -> Painter:
         """Updates every artist from one realm's `state` (no batch axes) and renders.
 
         `previous`, the state a tick earlier, places the victims whose slot was refilled
@@ -306,18 +471,31 @@ class Painter:
     def _follow(self, state: State) -> None:
         """Centres the zoom panel on the zoom agent and outlines its view window; while
         the slot is empty the panel stays where the agent was last seen (at first, the
-        map's centre) and the outline is hidden."""
+        map's centre) and the outline is hidden. On the map the outline is cut to the
+        shown tiles, so it always lies inside its panel."""
         slot, r = self.zoom_agent, self.cfg.view_radius
         alive = bool(state.agents.alive[slot])
         if alive:
             self.zoom_centre = tuple(np.asarray(state.agents.pos[slot]))
         row, col = self.zoom_centre
+        side = 2 * r + 1
+        self.zoom.view.set_bounds(col - r - 0.5, row - r - 0.5, side, side)
+        lo, hi = self.window[0] - 0.3, self.window[1] - 0.7  # inside the panel's edge
+        x0, y0 = max(col - r - 0.5, lo), max(row - r - 0.5, lo)
+        x1, y1 = min(col + r + 0.5, hi), min(row + r + 0.5, hi)
+        self.main.view.set_bounds(x0, y0, x1 - x0, y1 - y0)
         for layer in (self.main, self.zoom):
-            layer.view.set_xy((col - r - 0.5, row - r - 0.5))
             layer.view.set_visible(alive)
         half = self.zoom_span / 2
         self.zoom.ax.set_xlim(col - half, col + half)
         self.zoom.ax.set_ylim(row + half, row - half)
+        status = "empty slot"
+        if alive:
+            status = f"health {int(state.agents.health[slot])}"
+            if state.agents.freeze[slot] > 0:
+                status += f", frozen {int(state.agents.freeze[slot])}"
+        self.zoom_label.set_text(f"agent {slot} (population {slot % self.cfg.n_pops}): "
+                                 f"{status}, view {side} x {side}")
 
     def image(self) -> np.ndarray:
         """The last drawn frame as an [h, w, 3] uint8 array."""
@@ -346,10 +524,12 @@ def _scene(state: State, cfg: Config, colors: np.ndarray, previous: State | None
         refilled[:, None], np.asarray(previous.agents.pos, np.float32), pos)
     row, col = pos[live, 0], pos[live, 1]
     frozen = np.asarray(agents.freeze)[live] > 0
-    health = np.asarray(agents.health)[live] / float(cfg.params.max_health)
-    left = col - 0.45
-    bars = np.stack([np.stack([left, row - 0.62], 1),
-                     np.stack([left + 0.9 * health, row - 0.62], 1)], 1)  # [L, 2, 2]
+    health = np.clip(np.asarray(agents.health)[live] / float(cfg.params.max_health), 0, 1)
+    left, top = col - 0.6, row - 0.95
+
+    def bars(fill: np.ndarray) -> np.ndarray:  # [L, 2, 2] segments (x, y)
+        return np.stack([np.stack([left, top], 1), np.stack([left + 1.2 * fill, top], 1)], 1)
+
     style, target = np.asarray(agents.last_style), np.asarray(agents.last_target)
     attacks = []
     for s in range(N_STYLES):
@@ -359,13 +539,14 @@ def _scene(state: State, cfg: Config, colors: np.ndarray, previous: State | None
         ends = np.stack([pos[who], victim_pos[target[who]]], 1)[..., ::-1]  # (x, y)
         attacks.append(ends)
     return {
-        "rgb": TILE_COLORS[np.asarray(state.tiles)],
+        "tiles": np.asarray(state.tiles),
         "xy": np.stack([col, row], 1),
         "face": colors[np.asarray(agents.population)[live]],
         "rim": np.where(frozen[:, None], to_rgb(FROZEN_RIM), (0.0, 0.0, 0.0)),
-        "rim_width": np.where(frozen, 2.0, 0.8),
-        "bars": bars,
-        "bar_colors": colormaps["RdYlGn"](np.clip(health, 0, 1)),
+        "frozen": frozen,
+        "bar_backs": bars(np.ones_like(health)),
+        "bars": bars(health),
+        "bar_colors": HEALTH_COLORS(health),
         "attacks": attacks,
     }
 
@@ -393,7 +574,7 @@ def iter_frames(trajectory: Trajectory | State, cfg: Config | None = None,
     count = states.tick.shape[0]
     previous = None
     for t in tqdm(range(count), desc="drawing", unit="frame", disable=not progress):
-        state = jax.tree.map(lambda x: x[t], states)
+        state = jax.tree.map(operator.itemgetter(t), states)
         yield painter.draw(state, previous).image()
         previous = state
 
@@ -527,9 +708,10 @@ def probe_observations(env: Env, state: State, params: Params | None = None,
     replaces), so it belongs to population slot % P; everything else in the realm stays
     as it is. Returns the probe positions [M, 2] int32 (row, col), row-major, and the
     probe slot's observation for each, a single-agent `Observation` whose fields lose
-    their N axis and gain a leading M axis (tiles [M, V, V], own [M, 11], entities
-    [M, K, 11], entity_mask [M, K], target_mask [M, 3, K], alive [M], population [M]).
-    Observations are built `chunk` probes at a time to bound memory.
+    their N axis and gain a leading M axis (tiles [M, V, V], own [M, F], entities
+    [M, K, F] with F = `config.N_FEATURES`, entity_mask [M, K], target_mask [M, 3, K],
+    alive [M], population [M]). Observations are built `chunk` probes at a time to
+    bound memory.
     """
     params = env.default_params if params is None else params
     positions = np.argwhere(WALKABLE[np.asarray(state.tiles)]).astype(np.int32)
@@ -559,7 +741,7 @@ def value_map(env: Env, state: State, params: Params | None,
     """A policy's value at every tile, [H, W] float32, NaN where not walkable.
 
     `value_fn` maps one probe's single-agent `Observation` (see `probe_observations`;
-    no leading axis: tiles [V, V], own [11], entities [K, 11], ...) to a scalar. It is
+    no leading axis: tiles [V, V], own [F], entities [K, F], ...) to a scalar. It is
     called once per walkable tile, in one `jax.vmap` over all probes. To feed a network
     that expects the [N, ...] layout, add the axis: `obs = jax.tree.map(lambda x:
     x[None], obs)`. Plot the result with `plot_value_map`.
@@ -612,10 +794,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--map-size", type=int, default=None)
     parser.add_argument("--lava-border", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.ticks < 1:
+        parser.error(f"argument --ticks: must be >= 1, got {args.ticks}")
+    if not args.fps > 0:
+        parser.error(f"argument --fps: must be > 0, got {args.fps}")
+    if not 0 <= args.seed < 2**32:
+        parser.error(f"argument --seed: must be in [0, 2**32), got {args.seed}")
 
     sizes = {"n_agents": args.agents, "n_pops": args.pops, "map_size": args.map_size,
              "lava_border": args.lava_border}
-    cfg = config(args.preset, **{k: v for k, v in sizes.items() if v is not None})
+    try:
+        cfg = config(args.preset, **{k: v for k, v in sizes.items() if v is not None})
+    except ValueError as err:
+        parser.error(str(err))
+    if args.zoom is not None and not 0 <= args.zoom < cfg.n_agents:
+        parser.error(f"argument --zoom: must be a slot in [0, {cfg.n_agents}), got {args.zoom}")
     env = Env(cfg)
     trajectory = jax.block_until_ready(
         record(env, POLICIES[args.policy], jax.random.key(args.seed), None, args.ticks))

@@ -2,12 +2,14 @@
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 
 import nmmo_jax
 from nmmo_jax.adapters import BatchEnv, ParallelEnv, agent_name
+from nmmo_jax.adapters.parallel import MASK
 from nmmo_jax.adapters.spaces import AGENT_FIELDS
 from nmmo_jax.config import CAUSE_NAMES, PRESETS
 
@@ -51,7 +53,7 @@ def test_reset_hands_each_live_agent_its_row_of_the_observation(penv, small_env)
     full = small_env.observe(realm)
     for name in penv.agents:
         slot = penv.possible_agents.index(name)
-        assert set(obs[name]) == set(AGENT_FIELDS)
+        assert set(obs[name]) == set(AGENT_FIELDS) | {MASK}
         for field in AGENT_FIELDS:
             np.testing.assert_array_equal(obs[name][field], np.asarray(getattr(full, field))[slot])
 
@@ -125,7 +127,8 @@ def test_a_slot_refilled_on_the_tick_its_agent_died_rejoins_a_step_later(small_e
     ({"move": 0, "style": 0}, "needs exactly the keys"),
     ((0, 0), r"\(move, style, target\)"),
 ])
-def test_bad_actions_raise_naming_the_agent(penv, action, message):
+def test_bad_actions_raise_naming_the_agent(small_env, action, message):
+    penv = ParallelEnv(small_env, strict=True)
     penv.reset(seed=0)
     name = penv.agents[0]
     with pytest.raises(ValueError, match=f"^{name}: .*{message}"):
@@ -151,17 +154,118 @@ def test_actions_for_agents_not_live_are_ignored(penv):
     assert int(penv.realm.tick) == 1
 
 
-def test_without_target_checks_space_samples_are_accepted(small_env):
+def test_space_samples_are_accepted_and_an_unhittable_target_is_no_attack(small_env):
+    """A sampled target that the style cannot hit (here an empty entity slot: one agent
+    lives after the reset) is no attack, as inside jit; `strict=True` raises instead."""
     gymnasium = pytest.importorskip("gymnasium")
-    penv = ParallelEnv(small_env, check_targets=False)
+    penv = ParallelEnv(small_env)
     penv.reset(seed=0)
-    space = penv.action_space("agent_0")
+    (name,) = penv.agents
+    slot = penv.possible_agents.index(name)
+    empty = small_env.n_entities - 1
+    penv.step({name: {"move": 0, "style": 0, "target": empty}})
+    assert int(penv.realm.tick) == 1 and int(penv.realm.agents.last_target[slot]) == -1
+    space = penv.action_space(name)
     assert isinstance(space, gymnasium.spaces.Dict)
     space.seed(0)
     for _ in range(10):
         penv.step({name: space.sample() for name in penv.agents})
     with pytest.raises(ValueError, match="move 5 is not in"):
         penv.step({penv.agents[0]: (5, 0, 0)})
+    strict = ParallelEnv(small_env, strict=True)
+    strict.reset(seed=0)
+    with pytest.raises(ValueError, match=f"^{name}: target slot {empty} cannot be hit"):
+        strict.step({name: {"move": 0, "style": 0, "target": empty}})
+
+
+@pytest.fixture(scope="module")
+def default_penv() -> ParallelEnv:
+    return ParallelEnv()
+
+
+def test_the_standard_sampling_loop_runs_with_default_settings(default_penv):
+    pytest.importorskip("gymnasium")
+    env = default_penv
+    env.reset(seed=0)
+    env.action_space("agent_0").seed(0)
+    attacks = 0
+    for _ in range(200):
+        env.step({a: env.action_space(a).sample() for a in env.agents})
+        attacks += int(np.sum(np.asarray(env.realm.agents.last_target) >= 0))
+    assert int(env.realm.tick) == 200 and env.agents
+    assert attacks > 0  # some sampled targets were hittable and landed
+
+
+def test_masked_samples_are_legal_even_when_strict(small_env):
+    """The action mask marks every move and style and the targets that every style can
+    hit, so `sample(mask=...)` never draws an illegal action."""
+    pytest.importorskip("gymnasium")
+    penv = ParallelEnv(small_env, strict=True, episodic=True)
+    obs, _ = penv.reset(seed=3)
+    space = penv.action_space("agent_0")
+    space.seed(3)
+    hits = 0
+    for _ in range(40):
+        for o in obs.values():
+            mask = o[MASK]
+            assert {k: (v.dtype, v.shape) for k, v in mask.items()} == {
+                "move": (np.int8, (5,)), "style": (np.int8, (3,)),
+                "target": (np.int8, (small_env.n_entities,))}
+            np.testing.assert_array_equal(mask["target"], o["target_mask"].all(axis=0))
+            assert mask["move"].all() and mask["style"].all() and mask["target"][0] == 1
+        actions = {a: space.sample(mask=obs[a][MASK]) for a in penv.agents}
+        hits += sum(int(a["target"]) > 0 for a in actions.values())
+        obs = penv.step(actions)[0]
+        obs = {name: obs[name] for name in penv.agents}
+        if not penv.agents:
+            break
+    assert hits > 0
+
+
+def test_episodic_reset_fills_every_slot_and_nobody_respawns(small_env):
+    penv = ParallelEnv(small_env, episodic=True)
+    penv.reset(seed=0)
+    assert penv.agents == penv.possible_agents
+    rng = np.random.default_rng(0)
+    obs, ended = penv.reset(seed=0)[0], set()
+    while penv.agents:
+        before = set(penv.agents)
+        obs, _, terminations, truncations, _ = penv.step(legal_actions(obs, rng))
+        assert set(terminations) == before and not any(truncations.values())
+        ended |= {name for name, t in terminations.items() if t}
+        assert set(penv.agents) == before - ended
+        assert int(np.sum(np.asarray(penv.realm.agents.alive))) == len(penv.agents)
+        obs = {name: obs[name] for name in penv.agents}
+    assert ended == set(penv.possible_agents)
+    with pytest.raises(RuntimeError, match="episode is over"):
+        penv.step({})
+    assert len(penv.reset(seed=1)[0]) == small_env.n_agents
+
+
+def test_episodic_mode_ends_at_the_horizon(small_env):
+    penv = ParallelEnv(small_env, episodic=True, max_ticks=4)
+    penv.reset(seed=0)
+    for _ in range(3):
+        penv.step({})
+    acting = set(penv.agents)
+    _, _, terminations, truncations, _ = penv.step({})
+    assert penv.agents == [] and acting
+    assert {n for n, t in truncations.items() if t} == {n for n in acting if not terminations[n]}
+    with pytest.raises(RuntimeError, match="episode is over"):
+        penv.step({})
+
+
+def test_episodic_mode_passes_the_pettingzoo_api_test(small_env):
+    pettingzoo = pytest.importorskip("pettingzoo")
+    from pettingzoo.test import parallel_api_test
+
+    penv = ParallelEnv(small_env, episodic=True, max_ticks=60)
+    assert isinstance(penv, pettingzoo.ParallelEnv)
+    penv.action_space("agent_0").seed(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parallel_api_test(penv, num_cycles=100)
+    assert not [str(w.message) for w in caught]
 
 
 def test_spaces_contain_the_observations(penv):
@@ -190,7 +294,19 @@ def test_spaces_need_gymnasium(penv, monkeypatch):
 
 def test_the_facades_import_without_gymnasium_or_pettingzoo():
     code = ("import sys; sys.modules['gymnasium'] = sys.modules['pettingzoo'] = None; "
-            "from nmmo_jax.adapters import ParallelEnv, BatchEnv")
+            "from nmmo_jax.adapters import ParallelEnv, BatchEnv; "
+            "assert ParallelEnv.__bases__ == (object,)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_matplotlib_loads_only_when_a_frame_is_drawn():
+    code = ("import sys, nmmo_jax\n"
+            "from nmmo_jax.adapters import ParallelEnv\n"
+            "penv = ParallelEnv(nmmo_jax.config(map_size=24, lava_border=2, n_agents=4, "
+            "n_pops=2, view_radius=3, n_entities=4))\n"
+            "penv.reset(seed=0); penv.step({})\n"
+            "assert 'matplotlib' not in sys.modules, 'stepping loaded matplotlib'\n"
+            "assert penv.render().ndim == 3 and 'matplotlib' in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -207,22 +323,21 @@ def test_same_seed_gives_the_same_observations(small_env):
     def same(a, b):
         return all(a_t.keys() == b_t.keys() and all(
             np.array_equal(a_t[n][f], b_t[n][f]) for n in a_t for f in AGENT_FIELDS)
-            for a_t, b_t in zip(a, b))
+            for a_t, b_t in zip(a, b, strict=True))
 
     assert same(runs[0], runs[1])
     assert not same(runs[0], runs[2])
 
 
 def test_pettingzoo_api_test_finds_only_the_documented_name_reuse(small_env):
-    """PettingZoo's own API test passes until a slot's name comes back with a new agent
-    (the one documented departure from its rules)."""
+    """In the persistent mode PettingZoo's own API test passes until a slot's name comes
+    back with a new agent (the one documented departure from its rules)."""
     test = pytest.importorskip("pettingzoo.test")
-    penv = ParallelEnv(small_env, check_targets=False)
+    params = nmmo_jax.params(**PRESETS["chaos"], spawn_per_tick=small_env.n_agents)
+    penv = ParallelEnv(small_env, params=params)
     penv.action_space("agent_0").seed(0)
-    try:
+    with pytest.raises(AssertionError, match="revived"):
         test.parallel_api_test(penv, num_cycles=100)
-    except AssertionError as error:
-        assert "revived" in str(error)
 
 
 def test_max_ticks_truncates_every_agent_and_ends_the_realm(small_env):
@@ -234,7 +349,7 @@ def test_max_ticks_truncates_every_agent_and_ends_the_realm(small_env):
     _, _, terminations, truncations, _ = penv.step({})
     assert penv.agents == [] and set(truncations) == acting
     assert all(truncations[n] != terminations[n] for n in acting)
-    with pytest.raises(RuntimeError, match="max_ticks"):
+    with pytest.raises(RuntimeError, match="episode is over"):
         penv.step({})
 
 
@@ -269,11 +384,12 @@ def test_batch_env_steps_realms_as_arrays(small_env):
     far = small_env.n_entities - 1  # an empty entity slot: two agents live per realm
     target = zeros.copy()
     target[0, int(np.flatnonzero(obs["alive"][0])[0])] = far
-    with pytest.raises(ValueError, match=f"^realm 0: agent_.*: target slot {far} cannot"):
-        benv.step({"move": zeros, "style": zeros, "target": target})
     with pytest.raises(ValueError, match="must be integers of shape"):
         benv.step({"move": zeros[0], "style": zeros, "target": zeros})
     assert int(benv.realms.tick[0]) == 1
-    benv.check_targets = False
-    benv.step({"move": zeros, "style": zeros, "target": target})
+    benv.step({"move": zeros, "style": zeros, "target": target})  # no attack
+    assert int(benv.realms.tick[0]) == 2
+    benv.strict = True
+    with pytest.raises(ValueError, match=f"^realm 0: agent_.*: target slot {far} cannot"):
+        benv.step({"move": zeros, "style": zeros, "target": target})
     assert int(benv.realms.tick[0]) == 2

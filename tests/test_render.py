@@ -4,10 +4,11 @@ import jax
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
+from matplotlib.text import Text
 from PIL import Image
 
 from nmmo_jax import render
-from nmmo_jax.config import FOREST, GRASS, LAVA, MELEE, WATER
+from nmmo_jax.config import FOREST, GRASS, LAVA, MELEE, N_FEATURES, WATER, Feature
 from nmmo_jax.policies import forager, random_policy
 
 TICKS = 150  # as in test_policies, so the compiled recording is shared
@@ -33,10 +34,10 @@ def tiles(small_cfg) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def scene(small_env, tiles):
-    """Slot 1 (population 1) at (20, 20) has hit slot 2 (population 2, frozen) at
-    (20, 22) with melee."""
+    """Slot 1 (population 1, full health) at (20, 20) has hit slot 2 (population 2,
+    frozen, half health) at (20, 22) with melee."""
     _, state = small_env.make_state(tiles, [
-        {"slot": 1, "pos": (20, 20)}, {"slot": 2, "pos": (20, 22), "freeze": 2}])
+        {"slot": 1, "pos": (20, 20)}, {"slot": 2, "pos": (20, 22), "freeze": 2, "health": 5}])
     agents = state.agents.replace(last_style=state.agents.last_style.at[1].set(MELEE),
                                   last_target=state.agents.last_target.at[1].set(2))
     return state.replace(agents=agents)
@@ -47,15 +48,20 @@ def trajectory(small_env, key):
     return jax.block_until_ready(render.record(small_env, forager, key, None, TICKS))
 
 
+def shown_tiles(cfg) -> int:
+    """Rows (and columns) a frame shows: inside the lava ring plus LAVA_MARGIN of lava."""
+    return cfg.map_size - 2 * max(cfg.lava_border - render.LAVA_MARGIN, 0)
+
+
 def test_frame_shows_tiles_agents_and_attacks_in_their_colours(small_cfg, scene):
     painter = render.Painter(small_cfg).draw(scene)
     image = painter.image()
-    tile_px = render.MAP_PX // small_cfg.map_size
-    assert image.shape == (render.TITLE_PX + tile_px * small_cfg.map_size,
-                           tile_px * small_cfg.map_size, 3)
+    tile_px = render.MAP_PX // shown_tiles(small_cfg)
+    assert image.shape == (render.TITLE_PX + tile_px * shown_tiles(small_cfg),
+                           tile_px * shown_tiles(small_cfg), 3)
     assert image.dtype == np.uint8
     at = lambda row, col: image[painter.pixel(row, col)]  # noqa: E731
-    assert close(at(0, 0), render.TILE_COLORS[LAVA])
+    assert close(at(1, 1), render.TILE_COLORS[LAVA])
     assert close(at(10, 10), render.TILE_COLORS[WATER])
     assert close(at(12, 12), render.TILE_COLORS[FOREST])
     assert close(at(15, 15), render.TILE_COLORS[GRASS])
@@ -65,10 +71,82 @@ def test_frame_shows_tiles_agents_and_attacks_in_their_colours(small_cfg, scene)
     assert close(at(20, 21), rgb255(render.STYLE_LOOKS[MELEE][0]), tol=30)
     # Rims: scan outward from each centre across the marker's edge.
     (y, x), (y2, x2) = painter.pixel(20, 20), painter.pixel(20, 22)
-    assert any(close(p, (0, 0, 0), tol=60) for p in image[y, x - tile_px // 2:x])
+    assert any(close(p, (0, 0, 0), tol=60) for p in image[y + tile_px // 4, x - tile_px:x])
     assert any(close(p, rgb255(render.FROZEN_RIM), tol=40)
-               for p in image[y2, x2:x2 + tile_px // 2])
+               for p in image[y2 + tile_px // 4, x2:x2 + tile_px])
     np.testing.assert_array_equal(render.frame(scene, small_cfg), image)
+
+
+def test_frame_crops_the_lava_ring_to_a_thin_margin(small_cfg, scene):
+    lo = small_cfg.lava_border - render.LAVA_MARGIN
+    painter = render.Painter(small_cfg).draw(scene)
+    height, width, _ = painter.image().shape
+    # The first and last shown tiles fill the panel's edges; the tiles beyond are cut.
+    assert painter.pixel(lo - 0.5, lo - 0.5) == (render.TITLE_PX, 0)
+    hi = small_cfg.map_size - lo
+    assert painter.pixel(hi - 0.5, hi - 0.5) == (height, width)
+    whole = render.Painter(small_cfg, lava_margin=None).draw(scene)
+    tile_px = render.MAP_PX // small_cfg.map_size
+    assert whole.image().shape == (render.TITLE_PX + tile_px * small_cfg.map_size,
+                                   tile_px * small_cfg.map_size, 3)
+
+
+def test_health_bars_are_thick_and_as_long_as_the_health(small_cfg, scene):
+    """Slot 1 has full health and slot 2 half: slot 2's coloured bar is half as long, and
+    both are at least BAR_PX pixels thick."""
+    painter = render.Painter(small_cfg).draw(scene)
+    image = painter.image()
+    tile_px = render.MAP_PX // shown_tiles(small_cfg)
+    lengths = []
+    for col, health in ((20, 1.0), (22, 0.5)):
+        color = np.round(np.asarray(render.HEALTH_COLORS(health)[:3]) * 255)
+        y, x = painter.pixel(19.05, col)  # the bar's row, above the disc
+        row = image[y, x - tile_px:x + tile_px]
+        lengths.append(sum(close(p, color, tol=10) for p in row))
+        x_fill = x - int(0.6 * tile_px) + 2  # inside the filled part
+        column = image[y - tile_px // 2:y + tile_px // 2, x_fill]
+        assert sum(close(p, color, tol=10) for p in column) >= render.BAR_PX
+    assert lengths[0] >= tile_px  # 1.2 tiles long when full
+    assert abs(lengths[1] / lengths[0] - 0.5) < 0.1
+
+
+def test_attack_and_frozen_colours_belong_to_no_population():
+    marks = [to_rgb(color) for color, _ in render.STYLE_LOOKS] + [to_rgb(render.FROZEN_RIM)]
+    pops = render.population_colors(len(render.POP_COLORS))
+    distance = np.linalg.norm(np.asarray(marks)[:, None] - pops[None], axis=-1) * 255
+    assert distance.min() > 75, distance.min()
+    styles = np.asarray(marks[:3])
+    apart = np.linalg.norm(styles[:, None] - styles[None], axis=-1)[np.triu_indices(3, 1)]
+    assert apart.min() > 0.5, apart
+
+
+def test_header_labels_the_counts_and_keys_every_mark(small_cfg, scene):
+    painter = render.Painter(small_cfg).draw(scene)
+    texts = [t.get_text() for t in painter.figure.findobj(Text) if t.get_text()]
+    header = " ".join(texts)
+    for label in ("tick 0", "alive 2", "alive per population", "attacks", "melee", "range",
+                  "mage", "frozen", "health"):
+        assert label in header, (label, texts)
+    # One count per population after "alive per population": slots 1 and 2 live.
+    counts = texts[texts.index("alive per population:") + 1:][:small_cfg.n_pops]
+    assert counts == ["0", "1", "1", "0"]
+
+
+def test_view_boxes_stay_inside_their_panels(small_env, small_cfg, tiles):
+    """An agent on the spawn ring's corner sees lava beyond the shown tiles: on the map
+    its view box is cut to the panel; in the zoom panel it lies wholly inside."""
+    corner = small_cfg.lava_border
+    _, state = small_env.make_state(tiles, [{"slot": 5, "pos": (corner, corner)}])
+    painter = render.Painter(small_cfg, zoom_agent=5).draw(state)
+    for layer in (painter.main, painter.zoom):
+        assert layer.view.get_visible()
+        box = layer.view.get_bbox()
+        (x0, x1), (y1, y0) = layer.ax.get_xlim(), layer.ax.get_ylim()
+        assert x0 < box.x0 < box.x1 < x1 and y0 < box.y0 < box.y1 < y1, (box, x0, x1)
+    zoom_box = painter.zoom.view.get_bbox()
+    side = small_cfg.view_size
+    assert (zoom_box.width, zoom_box.height) == (side, side)
+    assert zoom_box.x0 == corner - small_cfg.view_radius - 0.5
 
 
 def test_zoom_panel_doubles_the_width(small_cfg, scene):
@@ -78,10 +156,26 @@ def test_zoom_panel_doubles_the_width(small_cfg, scene):
 
 
 def test_draw_frame_into_given_axes(small_cfg, scene):
-    figure = render.Figure()
+    figure = render.Figure(dpi=50)
+    render.FigureCanvasAgg(figure)
     ax = figure.add_subplot()
     assert render.draw_frame(scene, small_cfg, ax=ax) is figure
     assert ax.get_title().startswith("tick 0")
+    image = np.asarray(figure.canvas.buffer_rgba())[..., :3]
+    for (row, col), tile in (((10, 10), WATER), ((12, 12), FOREST), ((15, 15), GRASS)):
+        x, y = ax.transData.transform((col, row))
+        assert close(image[int(figure.bbox.height - y), int(x)], render.TILE_COLORS[tile])
+
+
+def test_a_painter_figure_saves_at_another_resolution(small_cfg, scene, tmp_path):
+    painter = render.Painter(small_cfg).draw(scene)
+    height, width, _ = painter.image().shape
+    painter.figure.savefig(tmp_path / "frame.png", dpi=2 * render.DPI)
+    with Image.open(tmp_path / "frame.png") as png:
+        image = np.asarray(png.convert("RGB"))
+    assert image.shape == (2 * height, 2 * width, 3)
+    y, x = painter.pixel(10, 10)
+    assert close(image[2 * y, 2 * x], render.TILE_COLORS[WATER])
 
 
 def test_population_colours_are_distinct():
@@ -130,7 +224,8 @@ def test_gif_has_one_frame_per_recorded_state(trajectory, tmp_path):
     pngs = render.save_frames(short.states, tmp_path / "frames", cfg=short.cfg, progress=False)
     assert len(pngs) == ticks + 1
     with Image.open(pngs[-1]) as png:
-        assert png.size == (render.MAP_PX, render.MAP_PX + render.TITLE_PX)
+        side = (render.MAP_PX // shown_tiles(short.cfg)) * shown_tiles(short.cfg)
+        assert png.size == (side, side + render.TITLE_PX)
 
 
 def test_summary_reports_deaths_and_lifetime(trajectory):
@@ -171,8 +266,9 @@ def test_value_map_probes_every_walkable_tile_once(small_env, small_cfg, scene, 
     side = small_cfg.map_size
 
     def value_fn(obs):
-        assert obs.own.shape == (11,)  # one probe, no agent axis
-        return counted(3.0 * obs.own[4] - 2.0 * obs.own[5] + obs.own[1])
+        assert obs.own.shape == (N_FEATURES,)  # one probe, no agent axis
+        own = obs.own
+        return counted(3.0 * own[Feature.ROW] - 2.0 * own[Feature.COL] + own[Feature.HEALTH])
 
     values = render.value_map(small_env, scene, None, value_fn)
     walkable = (tiles != LAVA) & (tiles != WATER)

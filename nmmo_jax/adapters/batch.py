@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -27,20 +28,20 @@ class BatchEnv:
     realms never end; read `obs["alive"]` to know which slots hold an agent.
 
     `actions` maps "move", "style" and "target" to integer arrays [R, N]. Dead slots'
-    values are ignored; a live agent's bad value raises `ValueError` naming the realm
-    and the agent (with `check_targets` False only out-of-range values raise, and an
-    in-range target its style cannot hit is no attack). `env` is an `nmmo_jax.Env`, a
+    values are ignored; a live agent's out-of-range value raises `ValueError` naming
+    the realm and the agent. An in-range target its style cannot hit is no attack, as
+    inside jit; with `strict=True` it raises too. `env` is an `nmmo_jax.Env`, a
     `Config` or None (the default config); `params` defaults to `env.default_params`.
     """
 
     def __init__(self, env: Env | Config | None = None, n_realms: int = 1,
-                 params: Params | None = None, check_targets: bool = True):
+                 params: Params | None = None, strict: bool = False):
         if n_realms < 1:
             raise ValueError(f"n_realms must be >= 1, got {n_realms}")
         self.env = make_env(env)
         self.n_realms = n_realms
         self.params = self.env.default_params if params is None else params
-        self.check_targets = check_targets
+        self.strict = strict
         self._reset = jax.jit(jax.vmap(self.env.reset, (0, None)))
         self._step = jax.jit(jax.vmap(self.env.step, (0, 0, 0, None)))
         self._key: jax.Array | None = None
@@ -69,7 +70,7 @@ class BatchEnv:
         if self._state is None:
             raise RuntimeError("call reset() first")
         batch = self._actions(actions)
-        check_actions(self.env, batch, self._obs, self.check_targets)
+        check_actions(self.env, batch, self._obs, self.strict)
         self._key, key = jax.random.split(self._key)
         obs, self._state, reward, done, info = self._step(
             jax.random.split(key, self.n_realms), self._state, batch, self.params)

@@ -32,14 +32,14 @@ def seed_key(seed: int | None) -> jax.Array:
     return jax.random.key(seed)
 
 
-def check_actions(env: Env, actions: Actions, obs: Observation, check_targets: bool) -> None:
+def check_actions(env: Env, actions: Actions, obs: Observation, strict: bool) -> None:
     """`env.check_actions` (one realm or a batch), its errors naming the agent as the
     facades do ("agent_3", after "realm 1: " for a batch).
 
-    With `check_targets` False only out-of-range values raise: an in-range target the
-    style cannot hit is left to the step, where it is no attack.
+    Out-of-range values always raise. An in-range target the style cannot hit raises
+    only when `strict`; otherwise it is left to the step, where it is no attack.
     """
-    if not check_targets:
+    if not strict:
         obs = obs.replace(target_mask=np.ones(np.shape(obs.target_mask), bool))
     try:
         env.check_actions(actions, obs)

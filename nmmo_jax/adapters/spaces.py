@@ -46,3 +46,13 @@ def action_space(cfg: Config) -> Any:
     spaces = _gymnasium_spaces()
     return spaces.Dict({"move": spaces.Discrete(N_MOVES), "style": spaces.Discrete(N_STYLES),
                         "target": spaces.Discrete(cfg.n_entities)})
+
+
+def action_mask_space(cfg: Config) -> Any:
+    """A `gymnasium.spaces.Dict` of the `action_mask` entry of an observation: one int8
+    0/1 array per action field (move [5], style [3], target [K]), the form
+    `action_space(cfg).sample(mask=...)` takes."""
+    spaces = _gymnasium_spaces()
+    return spaces.Dict({"move": spaces.MultiBinary(N_MOVES),
+                        "style": spaces.MultiBinary(N_STYLES),
+                        "target": spaces.MultiBinary(cfg.n_entities)})
