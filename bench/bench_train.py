@@ -8,6 +8,9 @@ The rollout alone (environment plus network forward and sampling) is timed separ
 
     python bench/bench_train.py                         # defaults of TrainConfig
     python bench/bench_train.py --realms 32 --epochs 1 --chunks 3   # any flag of train/train.py
+
+The realms are split across every device JAX sees, as train/train.py does (`--devices N`
+for fewer); bench/bench_scale.py compares device counts.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def main() -> None:
     args, rest = parser.parse_known_args()
     config, _ = parse_args(rest)  # TrainConfig's flags, as train/train.py reads them
     trainer = make_train(config)
-    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} "
+    print(f"jax {jax.__version__} on {trainer.mesh.size} x {jax.devices()[0].device_kind} "
           f"({platform.processor() or platform.machine()}); {config.preset}, {config.agents} "
           f"slots, {config.pops} pops, {config.network} network; {config.realms} realms x "
           f"{config.rollout} ticks = {config.steps_per_update:,} slot-steps per update, "
@@ -55,12 +58,11 @@ def main() -> None:
               f"{live / elapsed:,.0f} live agent-steps/s, "
               f"lifetime {float(metrics['lifetime'][-1].mean()):.1f}")
 
-    rollout = jax.jit(lambda runner: trainer._rollout(runner, runner.key)[2])
-    jax.block_until_ready(rollout(runner))
+    jax.block_until_ready(trainer.rollout(runner))
     times = []
     for _ in range(5):
         start = time.perf_counter()
-        jax.block_until_ready(rollout(runner))
+        jax.block_until_ready(trainer.rollout(runner))
         times.append(time.perf_counter() - start)
     rollout_s = sorted(times)[len(times) // 2]
     print(f"rollout only (median of 5): {config.steps_per_update / rollout_s:,.0f} slot-steps/s")

@@ -1,13 +1,21 @@
 """The trainer (train/): compiled updates, masking of empty slots, exact resume, checkpoint
-errors, the CLI, and a short learning run.
+errors, runs that lose nothing (no overwrite, NaN stops, SIGKILL mid-checkpoint, torn
+metrics), the CLI, and a short learning run.
 
 Everything runs one tiny config (32 x 32 map, 16 slots in 4 populations) whose update
-program is compiled once for the whole module.
+program is compiled once for the whole module (`chex.assert_max_traces` holds it to one
+trace); only the SIGKILL test compiles it again, in the process it kills.
 """
 
 import dataclasses
-import json
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,10 +24,28 @@ import pytest
 from nmmo_jax.config import REWARD_MODES
 from train import checkpoint
 from train.evaluate import Competitor, evaluate
-from train.networks import ActionDist
-from train.populations import act_live, apply_populations, from_pops, init_populations, to_pops
+from train.networks import ActionDist, PolicyOutput
+from train.populations import (
+    act_live,
+    action_noise,
+    apply_populations,
+    from_pops,
+    init_populations,
+    sample_actions,
+    to_pops,
+)
 from train.ppo import TrainConfig, make_train, ppo_loss
-from train.train import metric_rows, parse_args, train
+from train.train import (
+    CHECKPOINT,
+    METRICS,
+    RunError,
+    main,
+    metric_rows,
+    nonfinite,
+    parse_args,
+    read_metrics,
+    train,
+)
 
 TINY = TrainConfig(map_size=32, lava_border=3, agents=16, pops=4, entities=8, realms=4,
                    rollout=16, chunk=5, epochs=2, minibatch_size=64,
@@ -29,7 +55,11 @@ LEARN_UPDATES = 30
 
 @pytest.fixture(scope="module")
 def trainer():
-    return make_train(TINY)
+    """The TINY trainer, its chunk program allowed a single trace for the whole module:
+    every later chunk, resume and CLI run must reuse that compilation."""
+    trainer = make_train(TINY)
+    trainer.run = jax.jit(chex.assert_max_traces(trainer._run_chunk, n=1))
+    return trainer
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +91,8 @@ def _data(tree):
 
 def test_updates_have_finite_metrics_and_do_not_retrace(trainer, first_chunks):
     runner0, runner1, runner2, metrics1, metrics2 = first_chunks
-    assert trainer.traces == 1
-    assert int(runner2.update) == 2 * TINY.chunk
+    runner3, _ = trainer.run(runner2)  # a second trace would raise here
+    assert int(runner3.update) == 3 * TINY.chunk
     for metrics in (metrics1, metrics2):
         for name, value in metrics.items():
             assert value.shape == (TINY.chunk, TINY.pops), name
@@ -76,7 +106,8 @@ def test_the_whole_run_as_one_program_matches_the_chunks(trainer, first_chunks):
     final, metrics = trainer(jax.random.key(0))
     assert metrics["lifetime"].shape == (TINY.num_updates, TINY.pops)
     chunked = first_chunks[2]
-    for a, b in zip(jax.tree.leaves(final.params), jax.tree.leaves(chunked.params)):
+    for a, b in zip(jax.tree.leaves(final.params), jax.tree.leaves(chunked.params),
+                    strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -108,26 +139,54 @@ def test_same_init_gives_identical_populations(trainer, first_chunks):
 
 def test_illegal_targets_are_never_sampled(first_chunks, forward):
     runner = first_chunks[1]
-    actions = ActionDist(forward(runner)).sample(jax.random.key(1))
-    legal = jnp.take_along_axis(runner.obs.target_mask, actions.style[..., None, None], axis=-2
-                                )[..., 0, :]
-    assert np.all(np.take_along_axis(np.asarray(legal), np.asarray(actions.target)[..., None],
-                                     axis=-1))
+    out = forward(runner)
+    noise = action_noise(jax.random.key(1), runner.obs.alive.shape, TINY.entities)
+    for actions in (ActionDist(out).sample(jax.random.key(1)), sample_actions(out, noise)):
+        legal = jnp.take_along_axis(runner.obs.target_mask, actions.style[..., None, None],
+                                    axis=-2)[..., 0, :]
+        assert np.all(np.take_along_axis(np.asarray(legal),
+                                         np.asarray(actions.target)[..., None], axis=-1))
+
+
+def test_gumbel_max_sampling_draws_from_the_policy():
+    """argmax(logits + Gumbel noise) picks each choice with its softmax probability, the
+    target from the sampled style's row (40,000 draws: 3 standard errors are < 0.008)."""
+    draws, k = 40_000, 3
+    move = jnp.log(jnp.array([0.1, 0.2, 0.3, 0.15, 0.25]))
+    style = jnp.log(jnp.array([0.5, 0.3, 0.2]))
+    target = jnp.log(jnp.array([[0.7, 0.3, 1e-30], [0.2, 0.2, 0.6], [0.1, 0.1, 0.8]]))
+    out = PolicyOutput(*(jnp.broadcast_to(x, (draws,) + x.shape) for x in (move, style, target)),
+                       value=jnp.zeros(draws))
+    actions = jax.jit(sample_actions)(out, action_noise(jax.random.key(0), (draws,), k))
+
+    def frequencies(x: jax.Array, n: int) -> np.ndarray:
+        return np.bincount(np.asarray(x), minlength=n) / x.size
+
+    np.testing.assert_allclose(frequencies(actions.move, 5), np.exp(move), atol=0.008)
+    np.testing.assert_allclose(frequencies(actions.style, 3), np.exp(style), atol=0.008)
+    for s in range(3):
+        chosen = np.asarray(actions.target)[np.asarray(actions.style) == s]
+        np.testing.assert_allclose(frequencies(chosen, k), np.exp(target[s]), atol=0.015)
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 64])
 def test_acting_on_live_slots_only_matches_the_full_forward(trainer, first_chunks, forward,
                                                             chunk):
-    """Whatever the chunk, every live slot gets its own population's value and a legal
-    action; empty slots get zeros."""
+    """Whatever the chunk, every live slot gets its own population's value and the action
+    its own logits and noise draw (the same for every chunk, so for every split of the
+    realms across devices); empty slots get zeros."""
     runner = first_chunks[1]
     slots = np.arange(runner.obs.alive.size).reshape(runner.obs.alive.shape)
     runner = runner.replace(obs=runner.obs.replace(  # empty some slots, unevenly by population
         alive=runner.obs.alive & jnp.asarray((slots % 3 != 0) & (slots % 7 != 1))))
-    acted = act_live(trainer.network, runner.params, runner.obs, jax.random.key(3), chunk)
+    noise = action_noise(jax.random.key(3), runner.obs.alive.shape, TINY.entities)
+    acted = act_live(trainer.network, runner.params, runner.obs, noise, chunk)
     full = forward(runner)
     alive = np.asarray(runner.obs.alive)
     assert 0 < alive.sum() < alive.size
+    for got, drawn in zip(jax.tree.leaves(acted.actions),
+                          jax.tree.leaves(sample_actions(full, noise)), strict=True):
+        np.testing.assert_array_equal(np.asarray(got)[alive], np.asarray(drawn)[alive])
     np.testing.assert_allclose(np.asarray(acted.value)[alive], np.asarray(full.value)[alive],
                                rtol=1e-5, atol=1e-5)
     expected = ActionDist(full).log_prob(acted.actions)
@@ -206,21 +265,183 @@ def test_resume_equals_an_uninterrupted_run(trainer, first_chunks, tmp_path):
     assert tree_equal(metrics, metrics2)
 
 
-def test_cli_resume_writes_the_same_run(trainer, tmp_path):
-    """train.py's loop: 10 updates in one go equal 5, stop, --resume to 10."""
-    whole = dataclasses.replace(TINY, out=str(tmp_path / "whole"))
-    final, rows = train(whole, progress=False, trainer=trainer)
-    half = dataclasses.replace(TINY, out=str(tmp_path / "half"), total_steps=TINY.total_steps / 2)
-    train(half, progress=False, trainer=trainer)
-    resumed = dataclasses.replace(half, total_steps=TINY.total_steps)
-    final2, rows2 = train(resumed, resume=True, progress=False, trainer=trainer)
-    assert tree_equal(final.params, final2.params)
-    assert tree_equal(final.env_state, final2.env_state)
-    logged = [json.loads(line) for line in open(tmp_path / "half" / "metrics.jsonl")]
-    assert [r["update"] for r in logged] == list(range(1, 11))
+@pytest.fixture(scope="module")
+def whole_run(trainer, tmp_path_factory):
+    """train.py's loop over TINY's 10 updates in one go: (final runner, metric rows)."""
+    whole = dataclasses.replace(TINY, out=str(tmp_path_factory.mktemp("whole")))
+    return train(whole, progress=False, trainer=trainer)
+
+
+def _half_run(trainer, out: Path) -> TrainConfig:
+    """Trains TINY's first 5 updates (one checkpoint) into `out`; returns TINY's config
+    with `out`, ready to resume to 10 updates."""
+    train(dataclasses.replace(TINY, out=str(out), total_steps=TINY.total_steps / 2),
+          progress=False, trainer=trainer)
+    return dataclasses.replace(TINY, out=str(out))
+
+
+def _assert_same_run(whole_run, final, rows) -> None:
+    """`final` and `rows` equal the uninterrupted run's, bit for bit (timings aside)."""
+    assert tree_equal(whole_run[0], final)
     drop = {"time_s", "steps_per_s", "live_steps_per_s"}
-    assert ([{k: v for k, v in r.items() if k not in drop} for r in rows]
-            == [{k: v for k, v in r.items() if k not in drop} for r in logged])
+    assert ([{k: v for k, v in r.items() if k not in drop} for r in whole_run[1]]
+            == [{k: v for k, v in r.items() if k not in drop} for r in rows])
+
+
+def test_cli_resume_writes_the_same_run(trainer, whole_run, tmp_path):
+    """train.py's loop: 10 updates in one go equal 5, stop, --resume to 10."""
+    config = _half_run(trainer, tmp_path / "half")
+    final, rows = train(config, resume=True, progress=False, trainer=trainer)
+    logged = read_metrics(tmp_path / "half" / METRICS)
+    assert [r["update"] for r in logged] == list(range(1, 11))
+    _assert_same_run(whole_run, final, logged)
+    assert rows == logged
+
+
+def test_a_folder_that_holds_a_run_is_never_overwritten(trainer, tmp_path, capsys):
+    out = tmp_path / "run"
+    config = _half_run(trainer, out)
+    kept = {name: (out / name).read_bytes() for name in (CHECKPOINT, METRICS, "config.json")}
+    again = dataclasses.replace(config, total_steps=3000.0)
+    with pytest.raises(RunError, match=rf"{re.escape(str(out))} already holds checkpoint.msgpack, "
+                                       rf"config.json, metrics.jsonl: pass --resume to "
+                                       rf"continue the run there or --overwrite to replace it"):
+        train(again, progress=False, trainer=trainer)
+    with pytest.raises(SystemExit, match=rf"error: {re.escape(str(out))} already holds"):
+        main(_flags(again) + ["--no-progress"])
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    (out / "notes.txt").write_text("not the run's")
+    capsys.readouterr()
+    _, rows = train(again, progress=False, trainer=trainer, overwrite=True)
+    # 3000 slot-steps are 2.9 updates of 1024: rounded up to one chunk of 5 updates.
+    assert ("total_steps 3,000 rounded up to 5 whole updates in chunks of 5: 5,120 slot-steps"
+            in capsys.readouterr().out)
+    assert [r["update"] for r in read_metrics(out / METRICS)] == [1, 2, 3, 4, 5]
+    assert (out / "notes.txt").read_text() == "not the run's"
+    with pytest.raises(ValueError, match="resume and overwrite exclude each other"):
+        train(again, resume=True, overwrite=True, trainer=trainer)
+
+
+def test_a_folder_with_any_file_needs_overwrite(tmp_path):
+    (tmp_path / "data.csv").write_text("1,2")
+    with pytest.raises(RunError, match="already holds data.csv"):
+        train(dataclasses.replace(TINY, out=str(tmp_path)), progress=False)
+
+
+def test_nonfinite_names_the_arrays_that_hold_nan(first_chunks):
+    runner, metrics = first_chunks[1], first_chunks[3]
+    assert nonfinite(runner, metrics) == []
+    (path, leaf), *_ = jax.tree_util.tree_flatten_with_path(runner.params)[0]
+    poisoned = runner.replace(params=jax.tree_util.tree_map_with_path(
+        lambda p, x: x.at[0].set(jnp.inf) if p == path else x, runner.params))
+    metrics = {**metrics, "value_loss": metrics["value_loss"].at[1, 2].set(jnp.nan)}
+    assert nonfinite(poisoned, metrics) == ["metrics['value_loss']",
+                                            "params" + jax.tree_util.keystr(path)]
+
+
+def test_a_chunk_with_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
+        trainer, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    config = _half_run(trainer, out)
+    good = (out / CHECKPOINT).read_bytes()
+    run = trainer.run
+
+    def poisoned(runner):  # one NaN weight in population 0 spreads through the update
+        first, *rest = jax.tree.leaves(runner.params)
+        params = jax.tree.unflatten(jax.tree.structure(runner.params),
+                                    [first.at[0].set(jnp.nan), *rest])
+        return run(runner.replace(params=params))
+
+    monkeypatch.setattr(trainer, "run", poisoned)
+    with pytest.raises(RunError, match=r"updates 6-10 produced NaN or inf in metrics\[.*more; "
+                                       r"stopped without writing them, and the last good "
+                                       r"checkpoint \(update 5\) is kept"):
+        train(config, resume=True, progress=False, trainer=trainer)
+    assert (out / CHECKPOINT).read_bytes() == good
+    assert [r["update"] for r in read_metrics(out / METRICS)] == [1, 2, 3, 4, 5]
+
+
+def test_resume_drops_a_torn_last_metrics_line(trainer, whole_run, tmp_path):
+    config = _half_run(trainer, tmp_path / "run")
+    with open(tmp_path / "run" / METRICS, "a") as f:
+        f.write('{"update": 6, "steps": 61')  # a kill in the middle of a row
+    with pytest.warns(RuntimeWarning, match="dropped its last line, cut short"):
+        final, rows = train(config, resume=True, progress=False, trainer=trainer)
+    _assert_same_run(whole_run, final, rows)
+
+
+def test_a_broken_metrics_line_before_the_last_is_an_error(tmp_path):
+    path = tmp_path / METRICS
+    path.write_text('{"update": 1}\n{"upd\n{"update": 3}\n')
+    with pytest.raises(RunError, match=rf"{re.escape(str(path))}, line 2: not a JSON row"):
+        read_metrics(path)
+
+
+def _flags(config: TrainConfig) -> list[str]:
+    """The train.py command line of `config`."""
+    argv = []
+    for field in dataclasses.fields(config):
+        value, flag = getattr(config, field.name), "--" + field.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+# Runs train.py's main and hangs in the second checkpoint write with half the file on
+# disk, after touching the marker file: the test's SIGKILL lands mid-write.
+KILLED_IN_A_WRITE = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from train import checkpoint, train
+
+    marker, argv = Path(sys.argv[1]), sys.argv[2:]
+    tmp = checkpoint.temp_path(Path(argv[argv.index("--out") + 1]) / train.CHECKPOINT)
+    saves, save, fsync = [], checkpoint.save, os.fsync
+
+    def counted_save(*args, **kwargs):
+        saves.append(1)
+        return save(*args, **kwargs)
+
+    def hang_in_second_write(fd):
+        if len(saves) == 2 and tmp.exists() and os.fstat(fd).st_ino == tmp.stat().st_ino:
+            os.ftruncate(fd, os.fstat(fd).st_size // 2)
+            marker.touch()
+            time.sleep(600)
+        fsync(fd)
+
+    checkpoint.save, os.fsync = counted_save, hang_in_second_write
+    train.main(argv)
+""")
+
+
+def test_sigkill_during_a_checkpoint_write_then_resume_is_the_same_run(trainer, whole_run,
+                                                                       tmp_path):
+    out, marker = tmp_path / "run", tmp_path / "in_write"
+    config = dataclasses.replace(TINY, out=str(out))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_IN_A_WRITE, str(marker), *_flags(config), "--no-progress"],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 500
+        while not marker.exists():
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the run never reached its second checkpoint"
+            time.sleep(0.2)
+        proc.kill()  # SIGKILL
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == -9
+    tmp = checkpoint.temp_path(out / CHECKPOINT)
+    assert 0 < tmp.stat().st_size < (out / CHECKPOINT).stat().st_size  # a torn write
+    assert checkpoint.read(out / CHECKPOINT)["meta"]["update"] == 5
+    final, rows = train(config, resume=True, progress=False, trainer=trainer)
+    assert not tmp.exists()
+    _assert_same_run(whole_run, final, rows)
+    assert checkpoint.read(out / CHECKPOINT)["meta"]["update"] == 10
 
 
 def test_checkpoint_errors_are_clear(trainer, first_chunks, tmp_path):
@@ -247,6 +468,45 @@ def test_checkpoint_errors_are_clear(trainer, first_chunks, tmp_path):
         checkpoint.restore(path, wider)
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--checkpoint-every", "0"], "argument --checkpoint-every: checkpoint_every must be >= 1, "
+                                  "got 0"),
+    (["--total-steps", "-5"], "argument --total-steps: total_steps must be > 0, got -5.0"),
+    (["--total-steps", "0"], "argument --total-steps: total_steps must be > 0, got 0.0"),
+    (["--lr", "-1"], "argument --lr: lr must be > 0, got -1.0"),
+    (["--ent-coef", "nan"], "argument --ent-coef: ent_coef must be a finite number, got nan"),
+    (["--vf-coef", "-0.5"], "argument --vf-coef: vf_coef must be >= 0, got -0.5"),
+    (["--gamma", "1.5"], "argument --gamma: gamma must be in [0, 1], got 1.5"),
+    (["--gae-lambda", "-0.1"], "argument --gae-lambda: gae_lambda must be in [0, 1], got -0.1"),
+    (["--clip", "0"], "argument --clip: clip must be > 0, got 0.0"),
+    (["--max-grad-norm", "inf"], "argument --max-grad-norm: max_grad_norm must be a finite"),
+    (["--realms", "0"], "argument --realms: realms must be >= 1, got 0"),
+    (["--eval-ticks", "-1"], "argument --eval-ticks: eval_ticks must be >= 0, got -1"),
+    (["--seed", str(2**32)], "argument --seed: seed must be < 2**32"),
+    (["--network", "huge"], "argument --network: network must be one of ['reference', 'large']"),
+    (["--agents", "10", "--pops", "4"], "do not make a valid realm: n_agents (10) must be "
+                                        "divisible by n_pops (4)"),
+    (["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
+    (["--devices", "-1"], "argument --devices: devices must be >= 0, got -1"),
+    (["--map", "nowhere.npy"], "argument --map: map 'nowhere.npy': expected 'generated', "
+                               "'original:I'"),
+    (["--map", "original:3", "--map-size", "32", "--lava-border", "3"],
+     "argument --map: map 'original:3': the original maps are 80 x 80"),
+])
+def test_cli_rejects_bad_values_naming_the_flag(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value", [("agents", "16"), ("lr", None), ("same_init", 1),
+                                          ("epochs", 2.0), ("chunk", True)])
+def test_train_config_rejects_wrong_types_naming_the_field(field, value):
+    with pytest.raises(TypeError, match=rf"^{field} must be"):
+        dataclasses.replace(TINY, **{field: value})
+
+
 def test_cli_flags_reach_the_config():
     config, args = parse_args([
         "--preset", "law", "--agents", "32", "--pops", "2", "--map-size", "40",
@@ -260,6 +520,26 @@ def test_cli_flags_reach_the_config():
     assert int(env_cfg.params.reward_mode) == REWARD_MODES["alive"]
     defaults, _ = parse_args([])
     assert defaults == TrainConfig()
+
+
+def test_more_devices_than_there_are_is_a_usage_error(tmp_path, capsys):
+    """The split of the realms over the devices is checked before anything runs."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(_flags(dataclasses.replace(TINY, out=str(tmp_path / "run"), devices=2)))
+    assert exit_info.value.code == 2
+    assert f"devices (2) is more than the {jax.device_count()} device(s) JAX sees" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_map_option_starts_every_realm_on_that_map(first_chunks, tmp_path):
+    generated = np.asarray(first_chunks[0].env_state.terrain)  # [B, H, W], one map per realm
+    assert not np.array_equal(generated[0], generated[1])
+    np.save(tmp_path / "map.npy", generated[1])
+    config = dataclasses.replace(TINY, map=str(tmp_path / "map.npy"))
+    runner = make_train(config).init(jax.random.key(0))
+    assert np.array_equal(np.asarray(runner.env_state.terrain),
+                          np.broadcast_to(generated[1], generated.shape))
 
 
 def test_metric_rows_weigh_lifetime_by_deaths():

@@ -9,6 +9,10 @@ loop over populations anywhere.
 `act_live` samples actions the way a rollout needs them: it runs the network on live
 slots only. Spawning refills at most one slot per tick, so in Chaos with 128 slots only
 about as many slots hold an agent as an agent lives ticks; the empty ones cost nothing.
+Sampling is Gumbel-max with noise drawn per slot up front (`action_noise`,
+`sample_actions`): a slot's action depends on its own logits and noise only, not on which
+other slots share its network call, so the actions are the same however the live slots
+are chunked or the realms split across devices.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import jax
 import jax.numpy as jnp
 
 import nmmo_jax
-from train.networks import ActionDist
+from nmmo_jax.config import N_MOVES, N_STYLES
+from train.networks import ActionDist, PolicyOutput
 
 Params = Any  # a pytree of arrays
 
@@ -79,6 +84,34 @@ class Acted(NamedTuple):
     value: jax.Array
 
 
+class ActionNoise(NamedTuple):
+    """Standard Gumbel noise for every slot's three action heads; leaves [..., choices]."""
+
+    move: jax.Array  # [..., 5]
+    style: jax.Array  # [..., 3]
+    target: jax.Array  # [..., K], used on the row of the sampled style
+
+
+def action_noise(key: jax.Array, shape: tuple[int, ...], n_entities: int) -> ActionNoise:
+    """Gumbel noise for slots of batch shape `shape` (e.g. (N,) for one realm's slots)."""
+    move_key, style_key, target_key = jax.random.split(key, 3)
+    return ActionNoise(jax.random.gumbel(move_key, shape + (N_MOVES,)),
+                       jax.random.gumbel(style_key, shape + (N_STYLES,)),
+                       jax.random.gumbel(target_key, shape + (n_entities,)))
+
+
+def sample_actions(out: PolicyOutput, noise: ActionNoise) -> nmmo_jax.Actions:
+    """Gumbel-max sampling: each head's argmax of logits + noise is an exact draw from its
+    categorical distribution (the target from the sampled style's row, as `ActionDist`).
+    Masked logits (-1e9) stay below any legal one whatever the noise."""
+    move = jnp.argmax(out.move_logits + noise.move, axis=-1)
+    style = jnp.argmax(out.style_logits + noise.style, axis=-1)
+    target_logits = jnp.take_along_axis(out.target_logits, style[..., None, None], axis=-2)
+    target = jnp.argmax(target_logits[..., 0, :] + noise.target, axis=-1)
+    return nmmo_jax.Actions(move.astype(jnp.int32), style.astype(jnp.int32),
+                            target.astype(jnp.int32))
+
+
 def live_first(alive: jax.Array) -> jax.Array:
     """Per row of a [P, S] mask, the indices of the True entries in order, then the rest."""
     return jnp.argsort(~alive, axis=1, stable=True)
@@ -99,30 +132,32 @@ def take_chunk(tree: Any, order: jax.Array, live: jax.Array, i: jax.Array, chunk
 
 
 def act_live(network: nn.Module, params: Params, obs: nmmo_jax.Observation,
-             key: jax.Array, chunk: int) -> Acted:
+             noise: ActionNoise, chunk: int) -> Acted:
     """Samples every live slot's action from its population's network, skipping empty slots.
 
-    `obs` leaves have the agent axis [N] last in their batch shape (e.g. [B, N, ...]).
-    Each population's live slots are gathered in slot order and the network runs on
-    `chunk` of them per population at a time, as many times as the population with the
-    most live slots needs (a loop with a traced trip count: the work follows the live
-    agents, the shapes stay fixed). Empty slots get action 0 (stay; style melee; target
-    slot 0, the no-op), log-probability 0 and value 0.
+    `obs` leaves have the agent axis [N] last in their batch shape (e.g. [B, N, ...]);
+    `noise` (`action_noise` of that batch shape) gives each slot's draw. Each population's
+    live slots are gathered in slot order and the network runs on `chunk` of them per
+    population at a time, as many times as the population with the most live slots needs
+    (a loop with a traced trip count: the work follows the live agents, the shapes stay
+    fixed). The actions do not depend on `chunk` (`sample_actions`). Empty slots get
+    action 0 (stay; style melee; target slot 0, the no-op), log-probability 0 and value 0.
     """
     n_pops = jax.tree.leaves(params)[0].shape[0]
     batch_ndim = obs.alive.ndim
-    split = jax.tree.map(lambda x: to_pops(x, n_pops, batch_ndim - 1), obs)
+    split = jax.tree.map(lambda x: to_pops(x, n_pops, batch_ndim - 1), (obs, noise))
     flat = jax.tree.map(lambda x: x.reshape((n_pops, -1) + x.shape[batch_ndim + 1:]), split)
-    size = flat.alive.shape[1]  # S, slots per population
+    alive = flat[0].alive
+    size = alive.shape[1]  # S, slots per population
     chunk = min(chunk, size)
-    order = live_first(flat.alive)  # [P, S]
-    live = jnp.sum(flat.alive, axis=1)  # [P]
+    order = live_first(alive)  # [P, S]
+    live = jnp.sum(alive, axis=1)  # [P]
     rows = jnp.arange(n_pops)[:, None]
 
     def call(i, acted: Acted) -> Acted:
-        part, index, keep = take_chunk(flat, order, live, i, chunk)
+        (part, part_noise), index, keep = take_chunk(flat, order, live, i, chunk)
         dist = ActionDist(jax.vmap(network.apply)(params, part))
-        actions = dist.sample(jax.random.fold_in(key, i))
+        actions = sample_actions(dist.out, part_noise)
         target = jnp.where(keep, index, size)  # empty or repeated slots are dropped
 
         def put(into: jax.Array, value: jax.Array) -> jax.Array:
@@ -135,5 +170,5 @@ def act_live(network: nn.Module, params: Params, obs: nmmo_jax.Observation,
                   jnp.zeros((n_pops, size)))
     calls = (jnp.max(live) + chunk - 1) // chunk
     acted = jax.lax.fori_loop(0, calls, call, empty)
-    shape = split.alive.shape  # [P, ..., N/P]
+    shape = split[0].alive.shape  # [P, ..., N/P]
     return jax.tree.map(lambda x: from_pops(x.reshape(shape), batch_ndim - 1), acted)

@@ -1,4 +1,5 @@
-"""PPO for Neural MMO populations, compiled end to end (PureJaxRL style).
+"""PPO for Neural MMO populations, compiled end to end (PureJaxRL style), data-parallel
+over the realms on every device of one machine or of several.
 
 `make_train(config)` returns a `Trainer`; `trainer(key)` runs the whole training as one
 jitted program, and `trainer.init(key)` / `trainer.run(runner)` run it in chunks of
@@ -6,7 +7,7 @@ jitted program, and `trainer.init(key)` / `trainer.run(runner)` run it in chunks
 chunks writes logs and checkpoints). One update:
 
 1. Rollout: T ticks over B realms (env vmapped over realms, `lax.scan` over ticks); every
-   slot acts with its population's network (`populations.apply_populations`).
+   slot acts with its population's network (`populations.act_live`).
 2. GAE over each slot's stream. A slot's episode ends on the tick its agent dies
    (`done`); a later spawn in the slot starts a new one. Rollouts cut lifetimes at T and
    bootstrap from the value of the last observation.
@@ -19,12 +20,60 @@ chunks writes logs and checkpoints). One update:
 Slots that are empty during a tick (the agent is dead and the slot not yet respawned,
 `obs.alive` False) carry no loss and cost no compute: the rollout runs the network on
 live slots only (`populations.act_live`), and each epoch shuffles every population's
-live samples and steps through them in minibatches of `minibatch_size`, as many as the
-population with the most live samples needs (a loop with a traced trip count; a
-population with fewer fills its last minibatches with masked samples). Spawning refills
-one slot per tick, so in Chaos with 128 slots only about as many slots are live as an
-agent lives ticks: the work follows the live agents rather than the slots. Advantages
-are normalised per population over its live samples.
+live samples and steps through them in minibatches, as many as the population with the
+most live samples needs (a loop with a traced trip count; a population with fewer fills
+its last minibatches with masked samples). Spawning refills one slot per tick, so in
+Chaos with 128 slots only about as many slots are live as an agent lives ticks: the
+work follows the live agents rather than the slots. Advantages are normalised per
+population over its live samples.
+
+Devices. The realms are split along the one axis (`REALM`) of a `jax.sharding.Mesh` of
+`config.devices` devices (default: all, over every process); device d holds realms
+d * B/D ... (d + 1) * B/D - 1. Environment states and observations are sharded on that
+axis; parameters, optimiser state, key and update counter are replicated. The update is
+written for one device's realms and run on all of them with `jax.shard_map`, every
+cross-device reduction spelled out where it happens:
+- the advantage statistics and every metric: `psum` of the devices' sums and counts;
+- each minibatch step: every device takes `minibatch_size / D` of its own live samples
+  per population; the loss terms are its masked sums divided by the live count of the
+  whole minibatch (a `psum`), so the `psum` of the devices' gradients is the gradient of
+  the masked mean over the whole minibatch, weighted by live samples; every device then
+  applies the same optimiser step to the same parameters;
+- the number of minibatch steps per epoch is the `pmax` of the devices' own counts, so
+  every device runs the same steps (a device out of live samples runs masked ones).
+`shard_map` rather than sharding annotations: the update is made of gathers of live
+slots and loops whose trip counts follow the live counts. Left to the partitioner, an
+argsort or gather over a population's samples, which span every device, would pull all
+of them onto each device, and a loop's trip count would be global; per device, each
+gathers and loops over its own slots, and the only traffic is the reductions above
+(per minibatch step, one all-reduce of the gradients, the parameters' size). `check_vma`
+is off: the environment's loops carry per-realm values started from constants, which the
+replication checker would make every loop of the environment cast; every value returned
+as replicated is computed from replicated inputs and reduced values only.
+
+What the device count changes. The rollout does not depend on it: a realm's keys are
+rows of `jax.random.split(key, B)` whatever device steps it, and actions are drawn by
+Gumbel-max with per-slot noise (`populations.sample_actions`), so a slot's action does not
+depend on which slots share its network call. With one minibatch per epoch (a
+`minibatch_size` of at least rollout x realms x agents / pops, every live sample in one
+step) or with `algo="pg"`, a run on D devices is the 1-device run up to the order of
+float summation (tests/test_scale.py: 4 devices, and 2 processes, equal the 1-device run
+in every count and within 1.6e-6 in the parameters after 4 updates). With several
+minibatches per epoch each device draws its share of a minibatch from its own realms:
+the same algorithm (every live sample once per epoch, the same loss), a different
+partition of the samples into minibatches (stratified by device, and as many steps as
+the device with the most live samples needs), so the run differs from the 1-device run
+as a different shuffle would. A partition invariant to the device count would need
+each device to process its varying share of every global minibatch in fixed-size
+pieces, padded on every step to the largest device's share: more gradient work for the
+same minibatch size, so it is not done. On one device the collectives
+are the identity and a run is reproducible bit for bit, resumed or not; on D devices it
+is reproducible bit for bit run to run.
+
+Processes. Over several hosts the same program runs in every process (JAX's distributed
+runtime, `jax.distributed.initialize`; see train/train.py), the mesh spans every
+process's devices and each process feeds and steps its own devices' realms; the
+collectives above run over the interconnect (NCCL on GPUs, gloo on CPUs).
 
 Reward: the environment's `reward_mode` "alive" (+1 per tick survived, 0 on the tick of
 death) times `reward_scale` by default. With discounting, "alive" and "death" (-1 at
@@ -49,14 +98,26 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 import nmmo_jax
+from nmmo_jax import terrain
 from nmmo_jax.config import CAUSE_NAMES, REWARD_MODES
-from train.networks import ActionDist, PolicyOutput, make_network
-from train.populations import (act_live, apply_populations, init_populations, take_chunk,
-                               to_pops)
+from train.networks import NETWORKS, ActionDist, PolicyOutput, make_network
+from train.populations import (
+    act_live,
+    action_noise,
+    apply_populations,
+    init_populations,
+    take_chunk,
+    to_pops,
+)
+
+REALM = "realm"  # the mesh axis the realms are split along
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,15 +133,17 @@ class TrainConfig:
     entities: int = 16  # K, entity slots per observation
     reward_mode: str = "alive"  # "alive" (+1 per tick alive) or "death" (-1 at death)
     reward_scale: float = 0.25  # multiplies the env reward (scales the value targets)
+    map: str = "generated"  # "generated" (one per realm), "original:I" (v1.0 map I) or a .npy
     # rollout and schedule
     realms: int = 16  # B, realms stepped in parallel
+    devices: int = 0  # devices the realms are split across (all processes); 0: all of them
     rollout: int = 32  # T, ticks per rollout
     total_steps: float = 5e6  # slot-steps (realms x agents x ticks) over the run
     chunk: int = 10  # updates per compiled call (logging / checkpoint granularity)
     # algorithm
     algo: str = "ppo"  # "ppo" or "pg" (v1.0-style vanilla policy gradient)
     epochs: int = 2  # passes over the live samples per update
-    minibatch_size: int = 128  # live samples per population per gradient step
+    minibatch_size: int = 128  # live samples per population per gradient step, all devices
     gamma: float = 0.99  # discount
     gae_lambda: float = 0.95  # GAE lambda (pg uses 1)
     clip: float = 0.2  # PPO ratio and value clipping
@@ -93,7 +156,7 @@ class TrainConfig:
     network: str = "reference"  # "reference" (SPEC §8, H=32) or "large"
     hidden: int = 0  # 0: the network's default width
     noop_bias: float = 3.0  # initial target-head logit offset on the no-op (self) target
-    act_chunk: int = 64  # live slots per population per network call in the rollout
+    act_chunk: int = 64  # live slots per population per rollout network call, per device
     same_init: bool = False  # start every population from the same parameters
     seed: int = 0  # PRNG seed of the whole run
     # outputs (used by train/train.py)
@@ -102,17 +165,7 @@ class TrainConfig:
     eval_ticks: int = 200  # ticks of the GIF recorded at the end; 0 for none
 
     def __post_init__(self) -> None:
-        if self.algo not in ("ppo", "pg"):
-            raise ValueError(f"algo must be 'ppo' or 'pg', got {self.algo!r}")
-        if self.reward_mode not in REWARD_MODES:
-            raise ValueError(f"reward_mode must be one of {list(REWARD_MODES)}, "
-                             f"got {self.reward_mode!r}")
-        for name in ("realms", "rollout", "chunk", "epochs", "minibatch_size", "act_chunk",
-                     "agents", "pops"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.reward_scale <= 0:
-            raise ValueError(f"reward_scale must be > 0, got {self.reward_scale}")
+        _check_train_config(self)
 
     def env_config(self) -> nmmo_jax.Config:
         """The environment's static config and rule numbers for this run."""
@@ -130,6 +183,52 @@ class TrainConfig:
         """Updates of the run: total_steps / steps_per_update, rounded up to whole chunks."""
         updates = max(1, math.ceil(self.total_steps / self.steps_per_update))
         return math.ceil(updates / self.chunk) * self.chunk
+
+
+# Ranges of the numeric fields; the realm's own fields (map size, agents, ...) are checked
+# by `nmmo_jax.config` when `env_config` builds the realm.
+_AT_LEAST_ONE = ("agents", "pops", "realms", "rollout", "chunk", "epochs", "minibatch_size",
+                 "act_chunk", "checkpoint_every")
+_AT_LEAST_ZERO = ("devices", "hidden", "seed", "eval_ticks", "vf_coef", "ent_coef",
+                  "weight_decay")
+_ABOVE_ZERO = ("reward_scale", "total_steps", "clip", "lr", "max_grad_norm")
+_IN_ZERO_ONE = ("gamma", "gae_lambda")
+_KIND_NAMES = {bool: "True or False", int: "an int", float: "a number", str: "a string"}
+_CHOICES = {"algo": ("ppo", "pg"), "reward_mode": tuple(REWARD_MODES),
+            "network": tuple(NETWORKS)}
+
+
+def _check_train_config(config: TrainConfig) -> None:
+    """Raises `TypeError` or `ValueError` naming the first field of `config` of the wrong
+    type, not finite, or outside its range, before any work is done."""
+    for field in dataclasses.fields(config):
+        value, kind = getattr(config, field.name), type(field.default)
+        kinds = (int, float) if kind is float else (kind,)
+        if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kinds):
+            raise TypeError(f"{field.name} must be {_KIND_NAMES[kind]}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise ValueError(f"{field.name} must be a finite number, got {value}")
+    for name, choices in _CHOICES.items():
+        if getattr(config, name) not in choices:
+            raise ValueError(f"{name} must be one of {list(choices)}, "
+                             f"got {getattr(config, name)!r}")
+    for names, test, expected in ((_AT_LEAST_ONE, lambda v: v >= 1, ">= 1"),
+                                  (_AT_LEAST_ZERO, lambda v: v >= 0, ">= 0"),
+                                  (_ABOVE_ZERO, lambda v: v > 0, "> 0"),
+                                  (_IN_ZERO_ONE, lambda v: 0 <= v <= 1, "in [0, 1]")):
+        for name in names:
+            if not test(getattr(config, name)):
+                raise ValueError(f"{name} must be {expected}, got {getattr(config, name)}")
+    if config.seed >= 2**32:  # a PRNG key holds 32 bits of seed; larger ones repeat seeds
+        raise ValueError(f"seed must be < 2**32, got {config.seed}")
+    if not config.out:
+        raise ValueError("out must name an output folder, got ''")
+    try:
+        env_cfg = config.env_config()
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"preset, agents, pops, map_size, lava_border and entities do not "
+                         f"make a valid realm: {err}") from None
+    terrain.load_map(config.map, env_cfg)  # raises ValueError naming the map
 
 
 class Transition(NamedTuple):
@@ -155,10 +254,11 @@ class RunnerState(struct.PyTreeNode):
     update: jax.Array  # [] int32, updates done
 
 
-def masked_mean(x: jax.Array, mask: jax.Array, axis: Any = None) -> jax.Array:
-    """Mean of x over the entries where mask is True (0 where there are none)."""
-    total = jnp.sum(jnp.where(mask, x, 0.0), axis=axis)
-    return total / jnp.maximum(jnp.sum(mask, axis=axis), 1)
+def global_mean(x: jax.Array, mask: jax.Array, axis: Any) -> jax.Array:
+    """Mean of x over the entries where mask is True on every device (0 where there are
+    none); called on one device's share inside the trainer's `shard_map`."""
+    total = jax.lax.psum(jnp.sum(jnp.where(mask, x, 0.0), axis=axis), REALM)
+    return total / jnp.maximum(jax.lax.psum(jnp.sum(mask, axis=axis), REALM), 1)
 
 
 def gae(value: jax.Array, reward: jax.Array, done: jax.Array, last_value: jax.Array,
@@ -192,89 +292,151 @@ class LossAux(NamedTuple):
 
 
 def ppo_loss(network: Any, config: TrainConfig, params: Any, batch: Transition,
-             advantage: jax.Array, target: jax.Array) -> tuple[jax.Array, LossAux]:
+             advantage: jax.Array, target: jax.Array, count: jax.Array | None = None
+             ) -> tuple[jax.Array, LossAux]:
     """The loss of one population on a minibatch of its samples (leaves [S, ...]).
 
-    Only valid samples (live slots) count, in every term.
+    Only valid samples (live slots) count, in every term. Each term is a sum over the
+    valid samples divided by `count` (default: their number); with the number of valid
+    samples of the whole minibatch on every device, the sum of the devices' losses (and
+    of their gradients) is the loss (gradient) of the whole minibatch.
     """
     out: PolicyOutput = network.apply(params, batch.obs)
     dist = ActionDist(out)
     log_prob = dist.log_prob(batch.actions)
     valid = batch.valid
+    count = jnp.maximum(jnp.sum(valid) if count is None else count, 1)
+
+    def mean(x: jax.Array) -> jax.Array:
+        return jnp.sum(jnp.where(valid, x, 0.0)) / count
+
     ratio = jnp.exp(log_prob - batch.log_prob)
     if config.algo == "pg":
-        policy_loss = -masked_mean(ratio * advantage, valid)
-        value_loss = 0.5 * masked_mean((out.value - target) ** 2, valid)
+        policy_loss = -mean(ratio * advantage)
+        value_loss = 0.5 * mean((out.value - target) ** 2)
     else:
         clipped = jnp.clip(ratio, 1.0 - config.clip, 1.0 + config.clip)
-        policy_loss = -masked_mean(jnp.minimum(ratio * advantage, clipped * advantage), valid)
+        policy_loss = -mean(jnp.minimum(ratio * advantage, clipped * advantage))
         value_clipped = batch.value + jnp.clip(out.value - batch.value, -config.clip, config.clip)
-        value_loss = 0.5 * masked_mean(
-            jnp.maximum((out.value - target) ** 2, (value_clipped - target) ** 2), valid)
-    entropy = masked_mean(dist.entropy(batch.actions.style), valid)
+        value_loss = 0.5 * mean(
+            jnp.maximum((out.value - target) ** 2, (value_clipped - target) ** 2))
+    entropy = mean(dist.entropy(batch.actions.style))
     loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
     aux = LossAux(policy_loss, value_loss, entropy,
-                  masked_mean((ratio - 1.0) - (log_prob - batch.log_prob), valid),
-                  masked_mean((jnp.abs(ratio - 1.0) > config.clip).astype(jnp.float32), valid))
+                  mean((ratio - 1.0) - (log_prob - batch.log_prob)),
+                  mean((jnp.abs(ratio - 1.0) > config.clip).astype(jnp.float32)))
     return loss, aux
 
 
+def realm_mesh(realms: int, devices: int = 0) -> Mesh:
+    """A one-axis mesh (`REALM`) of `devices` devices (0: every device of every process),
+    the same number from each process. Raises `ValueError` when there are not that many,
+    when the processes cannot share them evenly, or when `realms` does not divide evenly
+    by the device count."""
+    every, processes = jax.devices(), jax.process_count()
+    count = devices or len(every)
+    if count > len(every):
+        raise ValueError(f"devices ({count}) is more than the {len(every)} device(s) JAX sees "
+                         f"({every[0].platform})")
+    if count % processes:
+        raise ValueError(f"devices ({count}) must divide evenly by the number of processes "
+                         f"({processes}): each process drives the same number of devices")
+    if realms % count:
+        fits = [d for d in range(1, count + 1) if realms % d == 0 and d % processes == 0]
+        raise ValueError(f"realms ({realms}) must divide evenly by the device count ({count}): "
+                         f"each device steps realms / devices realms; use --realms "
+                         f"{math.ceil(realms / count) * count}"
+                         + (f" or --devices {fits[-1]}" if fits else ""))
+    per_process = count // processes
+    chosen = [device for process in range(processes)
+              for device in [d for d in every if d.process_index == process][:per_process]]
+    return Mesh(np.array(chosen), (REALM,))
+
+
 class Trainer:
-    """A compiled training run; see the module docstring.
+    """A compiled training run, data-parallel over the realms; see the module docstring.
 
     Attributes:
       config: the `TrainConfig`.
-      env: the `nmmo_jax.Env`; env_params its rule numbers.
+      env: the `nmmo_jax.Env`; env_params its rule numbers; tiles the fixed map every
+        realm starts on ([H, W] int8), or None for generated maps.
       network: the Flax module of one population.
       optimizer: the optax transformation applied per population.
-      traces: how many times the chunk program was traced (1 after any number of
-        `run` calls with same-shaped inputs: no retrace).
+      mesh: the devices, one `REALM` axis; each holds `local_realms` consecutive realms.
+      minibatch_size: live samples per population per gradient step, over all devices.
     """
 
     def __init__(self, config: TrainConfig):
         self.config = config
-        self.env = nmmo_jax.Env(config.env_config())
+        env_cfg = config.env_config()
+        self.env = nmmo_jax.Env(env_cfg)
         self.env_params = self.env.default_params
+        self.tiles = terrain.load_map(config.map, env_cfg)
         self.network = make_network(config.network, config.hidden or None, config.noop_bias)
         self.optimizer = optax.chain(
             optax.clip_by_global_norm(config.max_grad_norm),
             optax.adamw(config.lr, eps=1e-5, weight_decay=config.weight_decay))
-        self.traces = 0
+        self.mesh = realm_mesh(config.realms, config.devices)
+        devices = self.mesh.size
+        self.local_realms = config.realms // devices
         samples = config.rollout * config.realms * config.agents // config.pops
         # Live samples per population per gradient step; pg takes all of them at once.
         self.minibatch_size = samples if config.algo == "pg" else min(config.minibatch_size,
                                                                         samples)
-        self.init = jax.jit(self._init)
+        if self.minibatch_size % devices:
+            raise ValueError(f"minibatch_size ({self.minibatch_size}) must divide evenly by the "
+                             f"device count ({devices}): each device takes minibatch_size / "
+                             f"devices of its own live samples per gradient step")
+        self.local_minibatch = self.minibatch_size // devices
+        self.specs = RunnerState(params=P(), opt_state=P(), env_state=P(REALM), obs=P(REALM),
+                                 key=P(), update=P())
+        self.init = jax.jit(self._sharded(self._init, P(), self.specs))
         self.run = jax.jit(self._run_chunk)
-        self._train = jax.jit(self._train_all)
+        self.rollout = jax.jit(self._sharded(self._rollout_stats, (self.specs,), P()))
+        self._train = jax.jit(self._sharded(self._train_all, P(), (self.specs, P())))
 
     def __call__(self, key: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:
         """The whole run in one program: (final runner state, metrics [updates, ...])."""
         return self._train(key)
 
-    # -- setup ---------------------------------------------------------------------------
+    def _sharded(self, fn: Any, in_specs: Any, out_specs: Any) -> Any:
+        """`fn`, written for one device's realms, run on every device of the mesh."""
+        return jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs,
+                             check_vma=False)
+
+    def _realm_keys(self, key: jax.Array) -> jax.Array:
+        """This device's rows of `jax.random.split(key, realms)`, [local_realms]: a realm's
+        key does not depend on how the realms are split across devices."""
+        keys = jax.random.split(key, self.config.realms)
+        start = jax.lax.axis_index(REALM) * self.local_realms
+        return jax.lax.dynamic_slice_in_dim(keys, start, self.local_realms)
+
+    # -- setup (per device) --------------------------------------------------------------
 
     def _init(self, key: jax.Array) -> RunnerState:
         cfg = self.config
         param_key, env_key, run_key = jax.random.split(key, 3)
-        obs, env_state = jax.vmap(self.env.reset, (0, None))(
-            jax.random.split(env_key, cfg.realms), self.env_params)
+        obs, env_state = jax.vmap(self.env.reset, (0, None, None))(
+            self._realm_keys(env_key), self.env_params, self.tiles)
         params = init_populations(self.network, param_key, obs, cfg.pops, cfg.same_init)
         opt_state = jax.vmap(self.optimizer.init)(params)
         return RunnerState(params, opt_state, env_state, obs, run_key, jnp.zeros((), jnp.int32))
 
-    # -- one update ----------------------------------------------------------------------
+    # -- one update (per device) ---------------------------------------------------------
 
     def _rollout(self, runner: RunnerState, key: jax.Array
                  ) -> tuple[RunnerState, Transition, dict[str, jax.Array]]:
+        """T ticks of this device's realms; the stats are this device's sums."""
         cfg, env = self.config, self.env
 
         def tick(carry, key):
             env_state, obs = carry
             act_key, step_key = jax.random.split(key)
-            acted = act_live(self.network, runner.params, obs, act_key, cfg.act_chunk)
+            noise = jax.vmap(lambda k: action_noise(k, (cfg.agents,), cfg.entities))(
+                self._realm_keys(act_key))  # leaves [b, N, ...]
+            acted = act_live(self.network, runner.params, obs, noise, cfg.act_chunk)
             next_obs, env_state, reward, done, info = jax.vmap(env.step, (0, 0, 0, None))(
-                jax.random.split(step_key, cfg.realms), env_state, acted.actions, self.env_params)
+                self._realm_keys(step_key), env_state, acted.actions, self.env_params)
             step = Transition(obs, acted.actions, acted.log_prob, acted.value,
                               reward * cfg.reward_scale, done, obs.alive)
             causes = jax.nn.one_hot(info.cause, len(CAUSE_NAMES), dtype=jnp.int32)[..., 1:]
@@ -288,45 +450,54 @@ class Trainer:
         runner = runner.replace(env_state=env_state, obs=obs)
         return runner, traj, jax.tree.map(lambda x: x.sum(0), stats)
 
+    def _rollout_stats(self, runner: RunnerState) -> dict[str, jax.Array]:
+        """The summed stats of one rollout from `runner` (its key), without learning."""
+        return jax.lax.psum(self._rollout(runner, runner.key)[2], REALM)
+
     def _update(self, runner: RunnerState, _: Any = None
                 ) -> tuple[RunnerState, dict[str, jax.Array]]:
         cfg = self.config
         key, rollout_key, epoch_key = jax.random.split(runner.key, 3)
-        runner, traj, stats = self._rollout(runner, rollout_key)  # traj leaves [T, B, N, ...]
+        runner, traj, stats = self._rollout(runner, rollout_key)  # traj leaves [T, b, N, ...]
+        stats = jax.lax.psum(stats, REALM)
         last_value = apply_populations(self.network, runner.params, runner.obs).value
         lam = 1.0 if cfg.algo == "pg" else cfg.gae_lambda
         advantage, target = gae(traj.value, traj.reward, traj.done, last_value, cfg.gamma, lam)
 
-        # Per population: [T, B, N, ...] -> [P, S, ...] with S = T * B * N / P samples.
+        # Per population: [T, b, N, ...] -> [P, S, ...] with S = T * b * N / P samples.
         def by_pop(x: jax.Array) -> jax.Array:
             x = to_pops(x, cfg.pops, axis=2)
             return x.reshape((cfg.pops, -1) + x.shape[4:])
 
         data = jax.tree.map(by_pop, (traj, advantage, target))
         valid = data[0].valid
-        mean = masked_mean(data[1], valid, axis=1)[:, None]
-        std = jnp.sqrt(masked_mean((data[1] - mean) ** 2, valid, axis=1))[:, None]
+        mean = global_mean(data[1], valid, axis=1)[:, None]
+        std = jnp.sqrt(global_mean((data[1] - mean) ** 2, valid, axis=1))[:, None]
         data = (data[0], (data[1] - mean) / (std + 1e-8), data[2])
 
         epochs = 1 if cfg.algo == "pg" else cfg.epochs
-        batch_size = self.minibatch_size
-        live = jnp.sum(valid, axis=1)  # [P]
-        steps = (jnp.max(live) + batch_size - 1) // batch_size  # gradient steps per epoch
+        batch_size = self.local_minibatch
+        live = jnp.sum(valid, axis=1)  # [P], this device's
+        # Gradient steps per epoch: as many as the device and population with the most
+        # live samples needs, the same on every device (each step reduces across them).
+        steps = jax.lax.pmax((jnp.max(live) + batch_size - 1) // batch_size, REALM)
         grad_fn = jax.vmap(jax.value_and_grad(
-            lambda p, b, a, t: ppo_loss(self.network, cfg, p, b, a, t), has_aux=True))
+            lambda p, b, a, t, n: ppo_loss(self.network, cfg, p, b, a, t, n), has_aux=True))
 
         def epoch(carry, key):
             # Each population's live samples in a random order, then the empty ones.
+            key = jax.random.fold_in(key, jax.lax.axis_index(REALM))
             order = jnp.argsort(jax.random.uniform(key, valid.shape) + ~valid, axis=1)  # [P, S]
 
             def minibatch_step(i, carry):
                 params, opt_state, aux_sum = carry
                 (traj, adv, target), _, keep = take_chunk(data, order, live, i, batch_size)
                 traj = traj._replace(valid=traj.valid & keep)  # empty or repeated: masked
-                (_, aux), grads = grad_fn(params, traj, adv, target)
+                count = jax.lax.psum(jnp.sum(traj.valid, axis=1), REALM)  # [P], all devices
+                (_, aux), grads = grad_fn(params, traj, adv, target, count)
+                grads, aux = jax.lax.psum((grads, aux), REALM)  # of the whole minibatch
                 updates, opt_state = jax.vmap(self.optimizer.update)(grads, opt_state, params)
-                weight = jnp.sum(traj.valid, axis=1)  # [P], the step's live samples
-                aux_sum = jax.tree.map(lambda total, x: total + x * weight, aux_sum, aux)
+                aux_sum = jax.tree.map(lambda total, x: total + x * count, aux_sum, aux)
                 return optax.apply_updates(params, updates), opt_state, aux_sum
 
             return jax.lax.fori_loop(0, steps, minibatch_step, carry), None
@@ -335,34 +506,37 @@ class Trainer:
         (params, opt_state, aux_sum), _ = jax.lax.scan(
             epoch, (runner.params, runner.opt_state, no_aux),
             jax.random.split(epoch_key, epochs))
+        live = jax.lax.psum(live, REALM)
         aux = jax.tree.map(lambda x: x / jnp.maximum(live * epochs, 1), aux_sum)  # [P] each
         runner = runner.replace(params=params, opt_state=opt_state, key=key,
                                 update=runner.update + 1)
 
-        live = to_pops(traj.valid, cfg.pops, 2)  # [P, T, B, N/P]
+        alive = to_pops(traj.valid, cfg.pops, 2)  # [P, T, b, N/P]
 
         def per_pop(x: jax.Array) -> jax.Array:  # mean over each population's live samples
-            return masked_mean(to_pops(x, cfg.pops, 2), live, axis=(1, 2, 3))
+            return global_mean(to_pops(x, cfg.pops, 2), alive, axis=(1, 2, 3))
 
-        explored = jnp.mean(jnp.sum(runner.env_state.visits > 0, axis=(2, 3)), axis=0)
+        explored = jax.lax.psum(jnp.sum(runner.env_state.visits > 0, axis=(0, 2, 3)), REALM)
         metrics = {
             "lifetime": stats["lifetime_sum"] / jnp.maximum(stats["deaths"], 1),
             "deaths": stats["deaths"],
             **{f"died_{name}": stats["causes"][:, i] for i, name in enumerate(CAUSE_NAMES[1:])},
             "alive": stats["live"] / (cfg.rollout * cfg.realms),
-            "live_steps": jnp.sum(live, axis=(1, 2, 3)),
+            "live_steps": live,
             "reward": per_pop(traj.reward / cfg.reward_scale),
             "value": per_pop(traj.value),
-            "explored": explored.astype(jnp.float32),
+            "explored": explored / cfg.realms,
             "grad_steps": jnp.broadcast_to(steps * epochs, (cfg.pops,)),
             **aux._asdict(),
-        }  # every entry [P]
+        }  # every entry [P], the same on every device
         return runner, metrics
 
     # -- programs ------------------------------------------------------------------------
 
     def _run_chunk(self, runner: RunnerState) -> tuple[RunnerState, dict[str, jax.Array]]:
-        self.traces += 1
+        return self._sharded(self._chunk, (self.specs,), (self.specs, P()))(runner)
+
+    def _chunk(self, runner: RunnerState) -> tuple[RunnerState, dict[str, jax.Array]]:
         return jax.lax.scan(self._update, runner, None, self.config.chunk)
 
     def _train_all(self, key: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:

@@ -11,26 +11,64 @@ metric and, under `<name>_pop`, its value per population), `checkpoint.msgpack` 
 --checkpoint-every updates and at the end), `lifetime.png`, `losses.png` and
 `agents.gif` (--eval-ticks ticks of one realm played by the trained populations).
 `--resume` continues from the checkpoint in --out exactly as if never interrupted (the
-metrics written after that checkpoint are dropped and written again).
+metrics written after that checkpoint are dropped and written again; a last line cut
+short by a kill is dropped with a warning). A folder that already holds files is never
+written over unless `--resume` or `--overwrite` (which deletes the previous run's files)
+is given. A chunk that produces NaN or inf in its losses or parameters stops the run
+before anything of it is written, keeping the last good checkpoint.
+
+Devices and hosts. The realms are split across all the devices JAX sees (`--devices N`
+for the first N; --realms must divide evenly by the count): one process drives every
+device of its machine. Several machines run one process each (or one per device), all
+with the same flags, joined by JAX's distributed runtime: each drives its own devices'
+realms, all hold the same parameters, and process 0 alone writes the metrics, plots,
+GIF and checkpoints; `--resume` works the same (every process reads the checkpoint, so
+--out must be on a file system every process sees). On 4 forced CPU devices of one
+machine, or two processes on one machine (one CPU device each; the coordinator is
+process 0's address, any free port):
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 python train/train.py --devices 4 \
+        --agents 16 --pops 4 --map-size 32 --lava-border 3 --entities 8 --realms 4 \
+        --total-steps 2e4 --out runs/four
+    for i in 0 1; do
+      python train/train.py --coordinator 127.0.0.1:23456 --num-processes 2 --process-id $i \
+          --agents 16 --pops 4 --map-size 32 --lava-border 3 --entities 8 --realms 4 \
+          --total-steps 2e4 --out runs/two &
+    done; wait
+
+On a SLURM cluster, one process per GPU; `--distributed` takes the coordinator, the
+process count and index, and the process's GPU from SLURM's variables:
+
+    #!/bin/bash
+    #SBATCH --nodes=2 --ntasks-per-node=8 --gpus-per-node=8
+    srun python train/train.py --distributed --realms 1024 --total-steps 1e9 --out runs/big
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import json
+import os
 import re
 import sys
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 if __package__ in (None, ""):  # run as a script: import the `train` package, not this folder
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from train import checkpoint
@@ -38,6 +76,14 @@ from train.ppo import RunnerState, TrainConfig, Trainer, make_train
 
 CHECKPOINT = "checkpoint.msgpack"
 METRICS = "metrics.jsonl"
+# What a run writes into --out (what --overwrite deletes).
+RUN_FILES = (CHECKPOINT, METRICS, "config.json", "lifetime.png", "losses.png", "agents.gif")
+T = TypeVar("T")
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or go on without losing data: its folder holds another
+    run, its metrics are corrupt, or it produced NaN or inf."""
 
 
 def _field_help() -> dict[str, str]:
@@ -49,7 +95,8 @@ def _field_help() -> dict[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """An argparse parser with one flag per `TrainConfig` field, plus --resume."""
+    """An argparse parser with one flag per `TrainConfig` field, plus --resume,
+    --overwrite, --no-progress and the flags of a run over several processes."""
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     helps = _field_help()
@@ -63,16 +110,90 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, type=kind, default=field.default, help=helps.get(field.name))
     parser.add_argument("--resume", action="store_true",
                         help="continue from the checkpoint in --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the run already in --out and start afresh")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
+    processes = parser.add_argument_group(
+        "several processes", "one run over several processes (hosts), each driving its "
+        "local devices; launch commands in train/train.py's docstring")
+    processes.add_argument("--coordinator", metavar="HOST:PORT",
+                           help="address of process 0, where the processes meet")
+    processes.add_argument("--num-processes", type=int, help="processes of the run")
+    processes.add_argument("--process-id", type=int, help="this process's index, 0 ... P-1")
+    processes.add_argument("--distributed", action="store_true",
+                           help="join a run over several processes; what the three flags "
+                                "above leave out comes from the cluster's environment "
+                                "(SLURM, Open MPI, JAX_COORDINATOR_ADDRESS)")
     return parser
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
-    """The `TrainConfig` given by the command line, and the other options."""
-    args = build_parser().parse_args(argv)
+    """The `TrainConfig` given by the command line, and the other options. Exits with a
+    usage error naming the flag for a value out of range."""
+    parser = build_parser()
+    args = _parse_options(parser, argv)
+    return _parse_config(parser, args), args
+
+
+def _parse_options(parser: argparse.ArgumentParser, argv: list[str] | None
+                   ) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if args.resume and args.overwrite:
+        parser.error("--resume and --overwrite exclude each other: continue the run in "
+                     "--out, or delete it and start afresh")
+    return args
+
+
+def _parse_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TrainConfig:
     names = [f.name for f in dataclasses.fields(TrainConfig)]
-    return TrainConfig(**{name: getattr(args, name) for name in names}), args
+    try:
+        return TrainConfig(**{name: getattr(args, name) for name in names})
+    except (TypeError, ValueError) as err:
+        name = str(err).split(" ", 1)[0]
+        flag = f"argument --{name.replace('_', '-')}: " if name in names else ""
+        parser.error(f"{flag}{err}")
+
+
+def join_processes(args: argparse.Namespace) -> None:
+    """Starts JAX's distributed runtime when the command line asks for several processes
+    (--coordinator, --num-processes, --process-id or --distributed); must run before any
+    JAX computation. Exits with an error when the processes cannot meet."""
+    given = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and all(value is None for value in given):
+        return
+    try:
+        jax.distributed.initialize(*given)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise SystemExit(f"error: cannot join the run over several processes: {err}") from None
+
+
+def together(action: Callable[[], T], every_process: bool = False) -> T | None:
+    """Runs `action` on process 0 only (or on every process) and returns its result there
+    (None elsewhere). If it raises on any process, every process raises: that process its
+    own error, the others a `RunError` naming it, so none is left waiting in a collective."""
+    result, error = None, None
+    if every_process or jax.process_index() == 0:
+        try:
+            result = action()
+        except Exception as err:  # re-raised below, after every process knows
+            error = err
+    if jax.process_count() > 1:
+        failed = multihost_utils.process_allgather(np.int32(error is not None))
+        if failed.any() and error is None:
+            raise RunError(f"process {int(np.argmax(failed))} stopped the run; see its error")
+    if error is not None:
+        raise error
+    return result
+
+
+def host_copy(runner: RunnerState, trainer: Trainer) -> RunnerState:
+    """`runner` with every array whole on this process, for a checkpoint: a collective that
+    every process must call when arrays span several processes."""
+    if jax.process_count() == 1:
+        return runner
+    whole = NamedSharding(trainer.mesh, P())
+    return jax.jit(lambda runner: runner, out_shardings=whole)(runner)
 
 
 def metric_rows(metrics: dict[str, np.ndarray], first_update: int, seconds: float,
@@ -102,8 +223,83 @@ def metric_rows(metrics: dict[str, np.ndarray], first_update: int, seconds: floa
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The rows of a metrics.jsonl. A last line cut short (a kill mid-write) is dropped
+    with a warning; a broken line before the last raises `RunError` naming it."""
+    lines = path.read_text().splitlines()
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if number < len(lines):
+                raise RunError(f"{path}, line {number}: not a JSON row ({err})") from None
+            warnings.warn(f"{path}: dropped its last line, cut short by an interrupted "
+                          f"write: {line[:60]!r}", RuntimeWarning, stacklevel=2)
+    return rows
+
+
+def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """Makes `out` ready for a run without losing one: deletes a stale checkpoint temp
+    file; unless resuming, refuses a folder that holds files (`RunError`), or with
+    `overwrite` deletes the previous run's `RUN_FILES`."""
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    out.mkdir(parents=True, exist_ok=True)
+    if checkpoint.remove_stale(out / CHECKPOINT):
+        tqdm.write(f"deleted {checkpoint.temp_path(out / CHECKPOINT)}, left by an "
+                   "interrupted checkpoint write")
+    held = sorted(path.name for path in out.iterdir())
+    if resume or not held:
+        return
+    if not overwrite:
+        raise RunError(f"{out} already holds {', '.join(held[:6])}"
+                       f"{', ...' if len(held) > 6 else ''}: pass --resume to continue the "
+                       f"run there or --overwrite to replace it")
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+@jax.jit
+def _finite(tree: Any) -> Any:
+    return jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), tree)
+
+
+def nonfinite(runner: RunnerState, metrics: dict[str, Any]) -> list[str]:
+    """The metrics, parameters and optimiser leaves that hold NaN or inf, by name
+    ("metrics['value_loss']", "params['params']['Dense_0']['kernel']", ...)."""
+    groups = {"metrics": metrics, "params": runner.params, "opt_state": runner.opt_state}
+    flags = jax.device_get(_finite(groups))
+    return [group + jax.tree_util.keystr(path) for group in groups
+            for path, ok in jax.tree_util.tree_flatten_with_path(flags[group])[0] if not ok]
+
+
+def _check_finite(runner: RunnerState, metrics: dict[str, Any], first: int,
+                  config: TrainConfig, saved: int | None) -> None:
+    """Raises `RunError` if the chunk after update `first` left NaN or inf in its metrics
+    or state, naming the arrays and the checkpoint (of update `saved`) that stays."""
+    bad = nonfinite(runner, metrics)
+    if not bad:
+        return
+    kept = (f"the last good checkpoint (update {saved}) is kept in "
+            f"{Path(config.out) / CHECKPOINT}" if saved is not None
+            else "no checkpoint had been written yet")
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    raise RunError(f"updates {first + 1}-{first + config.chunk} produced NaN or inf in "
+                   f"{', '.join(bad[:3])}{more}; stopped without writing them, and {kept}. "
+                   f"Lower --lr or --max-grad-norm, or check the other hyperparameters")
+
+
+def _resumed_rows(out: Path, update: int) -> list[dict[str, Any]]:
+    """The metric rows of a run resumed at `update` (those written after it dropped);
+    warns where rows up to it are missing."""
+    path = out / METRICS
+    rows = [r for r in read_metrics(path) if r["update"] <= update] if path.exists() else []
+    if [r["update"] for r in rows] != list(range(1, update + 1)):
+        warnings.warn(f"{path} lacks rows of updates 1-{update}; its metrics and "
+                      f"plots have gaps", RuntimeWarning, stacklevel=2)
+    return rows
 
 
 def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
@@ -128,7 +324,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
 
     names = ("policy_loss", "value_loss", "entropy", "approx_kl", "explored", "alive")
     fig, axes = plt.subplots(2, 3, figsize=(11, 6))
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=True):
         ax.plot(steps, [r[name] for r in rows])
         ax.set(title=name, xlabel="slot-steps (millions)")
     fig.tight_layout()
@@ -139,67 +335,104 @@ def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True,
-          trainer: Trainer | None = None) -> tuple[RunnerState, list[dict[str, Any]]]:
+          trainer: Trainer | None = None, overwrite: bool = False
+          ) -> tuple[RunnerState, list[dict[str, Any]]]:
     """Runs (or resumes) training into `config.out`; returns the final runner state and
     the metric rows of the whole run. `trainer` (default: `make_train(config)`) may be
     passed to reuse its compiled program; it must have been made from the same config up
-    to `TrainConfig`'s output fields."""
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    to `TrainConfig`'s output fields. Raises `RunError` when `config.out` holds files and
+    neither `resume` nor `overwrite` is set, and when a chunk produces NaN or inf.
+
+    Over several processes every process calls it: all compute, process 0 alone writes
+    (metrics, config and checkpoints; it returns the rows, the others an empty list), and
+    with `resume` every process reads the checkpoint in `config.out`."""
+    out, lead = Path(config.out), jax.process_index() == 0
+    together(lambda: prepare_out(out, resume, overwrite))
     trainer = trainer or make_train(config)
     runner = trainer.init(jax.random.key(config.seed))
-    elapsed = 0.0
+    elapsed, saved = 0.0, None
     if resume:
-        runner, meta = checkpoint.restore(out / CHECKPOINT, runner, config)
-        elapsed = meta["time_s"]
-        rows = [r for r in read_metrics(out / METRICS) if r["update"] <= int(runner.update)]
-    else:
-        rows = []
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
-    with open(out / METRICS, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+        runner, meta = together(
+            lambda: checkpoint.restore(out / CHECKPOINT, runner, config), every_process=True)
+        elapsed, saved = meta["time_s"], int(runner.update)
+    rows = together(lambda: _start_metrics(out, config, saved)) or []
+    say = tqdm.write if lead else lambda message: None
 
     total = config.num_updates
-    tqdm.write(f"{total} updates of {config.steps_per_update:,} slot-steps, "
-               f"{config.chunk} per compiled call (the first call includes compilation)")
-    bar = tqdm(total=total, initial=int(runner.update), unit="update", disable=not progress)
-    with open(out / METRICS, "a") as log:
+    if total * config.steps_per_update != config.total_steps:
+        say(f"total_steps {config.total_steps:,.0f} rounded up to {total} whole updates "
+            f"in chunks of {config.chunk}: {total * config.steps_per_update:,} slot-steps")
+    say(f"{total} updates of {config.steps_per_update:,} slot-steps, {config.chunk} per "
+        f"compiled call (the first call includes compilation), realms split across "
+        f"{trainer.mesh.size} device(s) in {jax.process_count()} process(es)")
+    bar = tqdm(total=total, initial=int(runner.update), unit="update",
+               disable=not (progress and lead))
+    with bar, open(out / METRICS, "a") if lead else contextlib.nullcontext() as log:
         while int(runner.update) < total:
             first = int(runner.update)
             tic = time.perf_counter()
             runner, metrics = trainer.run(runner)
             metrics = jax.device_get(metrics)
             seconds = time.perf_counter() - tic
+            _check_finite(runner, metrics, first, config, saved)
             elapsed += seconds
             chunk_rows = metric_rows(metrics, first, seconds, elapsed, config)
-            log.writelines(json.dumps(r) + "\n" for r in chunk_rows)
-            log.flush()
-            rows += chunk_rows
+            if lead:
+                log.writelines(json.dumps(r) + "\n" for r in chunk_rows)
+                log.flush()
+                rows += chunk_rows
             bar.update(config.chunk)
             bar.set_postfix(lifetime=f"{chunk_rows[-1]['lifetime']:.1f}",
                             steps_per_s=f"{chunk_rows[-1]['steps_per_s']:,.0f}")
             done = int(runner.update)
             if done // config.checkpoint_every > first // config.checkpoint_every or done >= total:
-                checkpoint.save(out / CHECKPOINT, runner, config,
-                                {"time_s": elapsed, "update": done})
-    bar.close()
+                whole = host_copy(runner, trainer)
+                if lead:
+                    os.fsync(log.fileno())  # the metrics reach the disk before their checkpoint
+                    checkpoint.save(out / CHECKPOINT, whole, config,
+                                    {"time_s": elapsed, "update": done})
+                saved = done
     return runner, rows
 
 
+def _start_metrics(out: Path, config: TrainConfig, resumed: int | None
+                   ) -> list[dict[str, Any]]:
+    """Writes config.json and metrics.jsonl as they stand at the start of the run (the
+    rows up to update `resumed`, or none); returns those rows."""
+    rows = [] if resumed is None else _resumed_rows(out, resumed)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    with open(out / METRICS, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
-    config, args = parse_args(argv)
-    runner, rows = train(config, args.resume, args.progress)
+    parser = build_parser()
+    args = _parse_options(parser, argv)
+    join_processes(args)  # before the config's checks, which already run JAX
+    config = _parse_config(parser, args)
+    try:
+        trainer = make_train(config)
+    except ValueError as err:  # the devices cannot share the realms or minibatches evenly
+        parser.error(str(err))
+    try:
+        runner, rows = train(config, args.resume, args.progress, trainer, args.overwrite)
+    except (RunError, checkpoint.CheckpointError) as err:
+        raise SystemExit(f"error: {err}") from None
+    if jax.process_index() != 0:
+        return
     out = Path(config.out)
     for path in plot(rows, out):
         print("wrote", path)
     if config.eval_ticks:
         from train.evaluate import Competitor, save_gif
-        me = Competitor("trained", make_train(config).network, runner.params, config)
+        params = jax.device_get(runner.params)  # host arrays: the GIF is process 0's alone
+        me = Competitor("trained", trainer.network, params, config)
         print("wrote", save_gif([me], jax.random.key(config.seed + 1), out / "agents.gif",
                                 config.eval_ticks))
     last = rows[-1]
-    print(f"done: {last['update']} updates, {last['steps']:,} slot-steps in {last['time_s']:.0f} s; "
-          f"mean lifetime {last['lifetime']:.1f} ticks")
+    print(f"done: {last['update']} updates, {last['steps']:,} slot-steps in "
+          f"{last['time_s']:.0f} s; mean lifetime {last['lifetime']:.1f} ticks")
 
 
 if __name__ == "__main__":
