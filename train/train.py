@@ -71,7 +71,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from nmmo_jax.config import PRESETS, REWARD_MODES
 from train import checkpoint
+from train.networks import NETWORKS
 from train.ppo import RunnerState, TrainConfig, Trainer, make_train
 
 CHECKPOINT = "checkpoint.msgpack"
@@ -79,6 +81,9 @@ METRICS = "metrics.jsonl"
 # What a run writes into --out (what --overwrite deletes).
 RUN_FILES = (CHECKPOINT, METRICS, "config.json", "lifetime.png", "losses.png", "agents.gif")
 T = TypeVar("T")
+# The allowed values of the TrainConfig fields that name a choice.
+CHOICES = {"preset": sorted(PRESETS), "reward_mode": sorted(REWARD_MODES),
+           "algo": ["ppo", "pg"], "network": sorted(NETWORKS)}
 
 
 class RunError(RuntimeError):
@@ -107,13 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction,
                                 default=field.default, help=helps.get(field.name))
         else:
-            parser.add_argument(flag, type=kind, default=field.default, help=helps.get(field.name))
+            parser.add_argument(flag, type=kind, default=field.default,
+                                choices=CHOICES.get(field.name), help=helps.get(field.name))
     parser.add_argument("--resume", action="store_true",
                         help="continue from the checkpoint in --out")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the run already in --out and start afresh")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")
+                        default=argparse.SUPPRESS, help="hide the progress bar")
     processes = parser.add_argument_group(
         "several processes", "one run over several processes (hosts), each driving its "
         "local devices; launch commands in train/train.py's docstring")
@@ -139,6 +145,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
 def _parse_options(parser: argparse.ArgumentParser, argv: list[str] | None
                    ) -> argparse.Namespace:
     args = parser.parse_args(argv)
+    args.progress = getattr(args, "progress", True)  # --no-progress was not given
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other: continue the run in "
                      "--out, or delete it and start afresh")
@@ -322,11 +329,14 @@ def plot(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     fig.savefig(paths[0], dpi=110)
     plt.close(fig)
 
-    names = ("policy_loss", "value_loss", "entropy", "approx_kl", "explored", "alive")
+    panels = (("policy_loss", "clipped policy loss"), ("value_loss", "value loss"),
+              ("entropy", "entropy (nats)"), ("approx_kl", "approximate KL (nats)"),
+              ("explored", "tiles visited per population and realm"),
+              ("alive", "live agents per population and realm"))
     fig, axes = plt.subplots(2, 3, figsize=(11, 6))
-    for ax, name in zip(axes.flat, names, strict=True):
+    for ax, (name, label) in zip(axes.flat, panels, strict=True):
         ax.plot(steps, [r[name] for r in rows])
-        ax.set(title=name, xlabel="slot-steps (millions)")
+        ax.set(title=name, ylabel=label, xlabel="slot-steps (millions)")
     fig.tight_layout()
     paths.append(out / "losses.png")
     fig.savefig(paths[1], dpi=110)
@@ -365,9 +375,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     say(f"{total} updates of {config.steps_per_update:,} slot-steps, {config.chunk} per "
         f"compiled call (the first call includes compilation), realms split across "
         f"{trainer.mesh.size} device(s) in {jax.process_count()} process(es)")
-    bar = tqdm(total=total, initial=int(runner.update), unit="update",
-               disable=not (progress and lead))
-    with bar, open(out / METRICS, "a") if lead else contextlib.nullcontext() as log:
+    if int(runner.update) < total:
+        say("compiling the training program and running its first chunk ...")
+    bar = None  # made after the first chunk, so its rate and ETA leave compilation out
+    with open(out / METRICS, "a") if lead else contextlib.nullcontext() as log:
         while int(runner.update) < total:
             first = int(runner.update)
             tic = time.perf_counter()
@@ -381,7 +392,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                 log.writelines(json.dumps(r) + "\n" for r in chunk_rows)
                 log.flush()
                 rows += chunk_rows
-            bar.update(config.chunk)
+            if bar is None:
+                bar = tqdm(total=total, initial=int(runner.update), unit="update",
+                           disable=not (progress and lead))
+            else:
+                bar.update(config.chunk)
             bar.set_postfix(lifetime=f"{chunk_rows[-1]['lifetime']:.1f}",
                             steps_per_s=f"{chunk_rows[-1]['steps_per_s']:,.0f}")
             done = int(runner.update)
@@ -392,6 +407,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                     checkpoint.save(out / CHECKPOINT, whole, config,
                                     {"time_s": elapsed, "update": done})
                 saved = done
+    if bar is not None:
+        bar.close()
     return runner, rows
 
 
@@ -422,9 +439,11 @@ def main(argv: list[str] | None = None) -> None:
     if jax.process_index() != 0:
         return
     out = Path(config.out)
+    print("drawing lifetime.png and losses.png ...")
     for path in plot(rows, out):
         print("wrote", path)
     if config.eval_ticks:
+        print(f"recording and drawing agents.gif ({config.eval_ticks} ticks) ...")
         from train.evaluate import Competitor, save_gif
         params = jax.device_get(runner.params)  # host arrays: the GIF is process 0's alone
         me = Competitor("trained", trainer.network, params, config)
