@@ -17,25 +17,22 @@ import jax.numpy as jnp
 import nmmo_jax
 from nmmo_jax.config import CAUSE_NAMES
 from nmmo_jax.policies import POLICIES
+from nmmo_jax.rollout import Tick
 
 
 def lifetimes(env: nmmo_jax.Env, policy, key: jax.Array, n_realms: int, ticks: int):
     """Summed lifetimes and deaths by cause over a batch of realms, [] and [causes]."""
     params = env.default_params
 
-    def tick(carry, key):
-        obs, state = carry
-        act_key, step_key = jax.random.split(key)
-        actions = jax.vmap(policy)(jax.random.split(act_key, n_realms), obs)
-        obs, state, _, _, info = jax.vmap(env.step, (0, 0, 0, None))(
-            jax.random.split(step_key, n_realms), state, actions, params)
-        causes = jnp.stack([jnp.sum(info.cause == c) for c in range(len(CAUSE_NAMES))])
-        return (obs, state), (jnp.sum(info.lifetime), causes)
+    def deaths(tick: Tick) -> tuple[jax.Array, jax.Array]:
+        causes = jnp.stack([jnp.sum(tick.info.cause == c) for c in range(len(CAUSE_NAMES))])
+        return jnp.sum(tick.info.lifetime), causes
 
     @jax.jit
     def run(key):
         start = jax.vmap(env.reset, (0, None))(jax.random.split(key, n_realms), params)
-        _, (life, causes) = jax.lax.scan(tick, start, jax.random.split(key, ticks))
+        _, (life, causes) = nmmo_jax.rollout(env, policy, key, ticks, params, start,
+                                             realms=n_realms, observe=deaths)
         return life.sum(), causes.sum(0)
 
     return run(key)
@@ -52,7 +49,8 @@ def main() -> None:
     for name, policy in POLICIES.items():
         total, causes = lifetimes(env, policy, jax.random.key(0), args.realms, args.ticks)
         deaths = int(causes[1:].sum())
-        by_cause = ", ".join(f"{CAUSE_NAMES[c]} {int(causes[c])}" for c in range(1, len(CAUSE_NAMES)))
+        by_cause = ", ".join(f"{CAUSE_NAMES[c]} {int(causes[c])}"
+                             for c in range(1, len(CAUSE_NAMES)))
         mean = int(total) / max(deaths, 1)
         print(f"{name:>8}: mean lifetime {mean:6.1f} ticks over {deaths} deaths ({by_cause})")
 

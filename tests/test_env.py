@@ -1,6 +1,8 @@
 """API-level behaviour: invariants over random rollouts, jit/vmap equivalence,
 determinism, no retrace, sharding, the realm horizon."""
 
+import functools
+import operator
 import os
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import pytest
 import nmmo_jax
 from nmmo_jax.config import GRASS, LAVA, N_FEATURES, PASSABLE, STONE, WATER, Feature
 from nmmo_jax.policies import random_policy
+from nmmo_jax.rollout import Tick
 from nmmo_jax.wrappers import Lifetimes, RealmHorizon, distinct_tiles, visits_by_tile_type
 
 TICKS = 120
@@ -37,18 +40,16 @@ def rollout(small_env):
     before and after each tick."""
     env = small_env
     params = env.default_params
+    policy = functools.partial(wild_actions, k=env.n_entities)
 
-    def tick(carry, key):
-        obs, state = carry
-        act_key, step_key = jax.random.split(key)
-        actions = wild_actions(act_key, obs, env.n_entities)
-        new_obs, new_state, reward, done, info = env.step(step_key, state, actions, params)
-        return (new_obs, new_state), (obs, state, new_obs, new_state, reward, done, info)
+    def transition(tick: Tick) -> tuple:
+        return (tick.obs, tick.state, tick.next_obs, tick.next_state, tick.reward, tick.done,
+                tick.info)
 
     @jax.jit
     def run(key):
-        obs, state = env.reset(key, params)
-        return jax.lax.scan(tick, (obs, state), jax.random.split(key, TICKS))[1]
+        start = env.reset(key, params)
+        return nmmo_jax.rollout(env, policy, key, TICKS, params, start, observe=transition)[1]
 
     return jax.tree.map(np.asarray, run(jax.random.key(3)))
 
@@ -101,7 +102,7 @@ def test_counts_equal_live_agents_per_tile(rollout, small_cfg):
     obs, state = rollout[2], rollout[3]
     r, size = small_cfg.view_radius, small_cfg.map_size
     for t in range(0, TICKS, 7):
-        a = jax.tree.map(lambda x: x[t], state.agents)
+        a = jax.tree.map(operator.itemgetter(t), state.agents)
         grid = np.zeros((size + 2 * r, size + 2 * r), np.int32)
         np.add.at(grid, (a.pos[a.alive, 0] + r, a.pos[a.alive, 1] + r), 1)
         for i in np.flatnonzero(a.alive):
@@ -133,7 +134,7 @@ def assert_exact_entity_lists(obs, state, cfg, every: int = 1) -> int:
     the deepest stack seen (live agents on one tile)."""
     deepest = 0
     for t in range(0, state.tick.shape[0], every):
-        a = jax.tree.map(lambda x: x[t], state.agents)
+        a = jax.tree.map(operator.itemgetter(t), state.agents)
         expected = nearest_by_rule(a.pos, a.alive, cfg.view_radius, cfg.n_entities)
         np.testing.assert_array_equal(state.entity_ids[t], expected, err_msg=f"tick {t}")
         np.testing.assert_array_equal(obs.entity_mask[t], expected >= 0)
@@ -155,15 +156,13 @@ def crowded_rollout():
     tiles = np.full((8, 8), LAVA, np.int8)
     tiles[1:-1, 1:-1] = GRASS
 
-    def tick(carry, key):
-        obs, state = carry
-        obs, state, *_ = env.step(key, state, random_policy(key, obs), params)
-        return (obs, state), (obs, state)
+    def after(tick: Tick) -> tuple:
+        return tick.next_obs, tick.next_state
 
     @jax.jit
     def run(key):
-        first = env.reset(key, params, tiles)
-        return jax.lax.scan(tick, first, jax.random.split(key, 40))[1]
+        start = env.reset(key, params, tiles)
+        return nmmo_jax.rollout(env, random_policy, key, 40, params, start, observe=after)[1]
 
     return cfg, *jax.tree.map(np.asarray, run(jax.random.key(4)))
 
@@ -183,7 +182,7 @@ def test_entity_features_describe_the_listed_agents(rollout, small_env):
     p, cfg = small_env.default_params, small_env.cfg
     half = cfg.map_size / 2
     for t in range(0, TICKS, 10):
-        a = jax.tree.map(lambda x: np.asarray(x[t], np.float64), state.agents)
+        a = jax.tree.map(lambda x, t=t: np.asarray(x[t], np.float64), state.agents)
         ids = state.entity_ids[t]
         seen = np.maximum(ids, 0)
         expected = {
@@ -237,7 +236,7 @@ def test_lifetimes_accumulate_info(rollout):
     info = rollout[6]
     totals = Lifetimes.zeros(info.pop_deaths.shape[1])
     for t in range(TICKS):
-        totals = totals.add(jax.tree.map(lambda x: x[t], info))
+        totals = totals.add(jax.tree.map(operator.itemgetter(t), info))
     assert int(totals.deaths.sum()) == rollout[5].sum()
     mean = np.asarray(totals.mean())
     both = np.asarray(totals.deaths) > 0
@@ -279,7 +278,7 @@ def test_vmap_over_realms_equals_a_loop(small_env):
 
     batched = jax.jit(jax.vmap(realm))(keys)
     for i in range(3):
-        _assert_trees_equal(jax.tree.map(lambda x: x[i], batched), realm(keys[i]))
+        _assert_trees_equal(jax.tree.map(operator.itemgetter(i), batched), realm(keys[i]))
 
 
 def test_same_key_same_trajectory_other_key_other(small_env):

@@ -3,7 +3,9 @@
 import jax
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
 from matplotlib.text import Text
 from PIL import Image
 
@@ -156,8 +158,8 @@ def test_zoom_panel_doubles_the_width(small_cfg, scene):
 
 
 def test_draw_frame_into_given_axes(small_cfg, scene):
-    figure = render.Figure(dpi=50)
-    render.FigureCanvasAgg(figure)
+    figure = Figure(dpi=50)
+    FigureCanvasAgg(figure)
     ax = figure.add_subplot()
     assert render.draw_frame(scene, small_cfg, ax=ax) is figure
     assert ax.get_title().startswith("tick 0")

@@ -1,15 +1,17 @@
 """Evaluation of trained populations: lifetimes, tournaments and GIFs.
 
-A *competitor* is one checkpoint's populations (its network and its [P_c, ...]
-parameters). `evaluate` places one or more competitors in the same realms: the realm
-has P = sum of P_c populations, competitor c owns populations [offset_c, offset_c + P_c)
-and so the slots i with i % P in that range (the slots are split evenly). Each
-competitor's networks run only on their own slots. R realms are played for T ticks
-from fresh resets and every population's mean lifetime (over the agents that died) is
-reported; a tournament ranks competitors by it.
+An *entrant* of a tournament is either a `Competitor`, one checkpoint's populations (its
+network and its [P_c, ...] parameters), or a `Scripted` policy of `nmmo_jax.policies`
+(`fighter`, `forager`, `random`) playing as many populations as the first checkpoint.
+`evaluate` places the entrants in the same realms: the realm has P = sum of P_c
+populations, entrant c owns populations [offset_c, offset_c + P_c) and so the slots i with
+i % P in that range (the slots are split evenly between entrants of the same size). Each
+entrant plays only its own slots. R realms are played for T ticks from fresh resets; every
+entrant's mean lifetime (over its agents that died) is reported with a 95% confidence
+interval over realms, and the entrants are ranked by it.
 
-    python train/evaluate.py runs/chaos/checkpoint.msgpack --realms 16 --ticks 500
-    python train/evaluate.py runs/a/checkpoint.msgpack runs/b/checkpoint.msgpack --gif t.gif
+    nmmo-eval runs/chaos/checkpoint.msgpack --realms 16 --ticks 500 --vs fighter
+    nmmo-eval runs/a/checkpoint.msgpack runs/b/checkpoint.msgpack --gif t.gif
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-if __package__ in (None, ""):  # run as a script: import the `train` package, not this folder
+if __package__ in (None, ""):  # run as a file: import the `train` package, not this folder
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import stats
 
 import nmmo_jax
+from nmmo_jax.cli import HelpFormatter
+from nmmo_jax.policies import POLICIES, Policy
+from nmmo_jax.rollout import Tick
 from train import checkpoint
 from train.networks import ActionDist, PolicyOutput, make_network
 from train.populations import from_pops, init_populations, to_pops
@@ -50,6 +56,14 @@ class Competitor(NamedTuple):
         return jax.tree.leaves(self.params)[0].shape[0]
 
 
+class Scripted(NamedTuple):
+    """A scripted policy as an entrant: `pops` populations that all play `policy`."""
+
+    name: str
+    policy: Policy
+    pops: int
+
+
 def load_competitor(path: str | os.PathLike, name: str | None = None) -> Competitor:
     """The network and population parameters stored in a training checkpoint."""
     stored = checkpoint.read(path)["config"]
@@ -67,36 +81,91 @@ def load_competitor(path: str | os.PathLike, name: str | None = None) -> Competi
     return Competitor(name or str(path), network, params, config)
 
 
-def joint_policy(networks: Sequence[Any], params: Sequence[Any], obs: nmmo_jax.Observation
+def lineup(entrants: Sequence[Competitor | Scripted | str | Policy]
+           ) -> list[Competitor | Scripted]:
+    """The entrants of a tournament with every scripted one made a `Scripted`: a policy
+    name of `nmmo_jax.policies.POLICIES` or a `policy(key, obs)` function plays as many
+    populations as the first checkpoint. Raises `ValueError` without a checkpoint (its
+    realm is where the entrants meet) or for an unknown policy name."""
+    first = next((e for e in entrants if isinstance(e, Competitor)), None)
+    if first is None:
+        raise ValueError("a tournament needs a checkpoint entrant: the realm, its rules and "
+                         "its entity slots are the first checkpoint's")
+    resolved: list[Competitor | Scripted] = []
+    for entrant in entrants:
+        if isinstance(entrant, str):
+            if entrant not in POLICIES:
+                raise ValueError(f"unknown policy {entrant!r}; choose one of {sorted(POLICIES)}")
+            entrant = Scripted(entrant, POLICIES[entrant], first.pops)
+        elif not isinstance(entrant, (Competitor, Scripted)):
+            entrant = Scripted(getattr(entrant, "__name__", "scripted"), entrant, first.pops)
+        resolved.append(entrant)
+    return resolved
+
+
+def _sizes(players: Sequence[Any], params: Sequence[Any]) -> list[int]:
+    """Each player's number of populations."""
+    return [p.pops if isinstance(p, Scripted) else jax.tree.leaves(own)[0].shape[0]
+            for p, own in zip(players, params, strict=True)]
+
+
+def joint_policy(players: Sequence[Any], params: Sequence[Any], obs: nmmo_jax.Observation
                  ) -> PolicyOutput:
     """Every slot's policy output, each competitor's network on its own populations.
 
-    `networks[c]` and `params[c]` (leaves [P_c, ...]) are competitor c's; `obs` leaves are
-    [R, N, ...] of a realm with P = sum of P_c populations (slot i is population i % P).
+    `players[c]` and `params[c]` (leaves [P_c, ...]) are competitor c's network and
+    parameters, or a `Scripted` and None; `obs` leaves are [R, N, ...] of a realm with
+    P = sum of P_c populations (slot i is population i % P). A scripted player's
+    populations get zero outputs (its actions come from its policy). Needs one network.
     """
-    sizes = [jax.tree.leaves(p)[0].shape[0] for p in params]
+    sizes = _sizes(players, params)
     split = jax.tree.map(lambda x: to_pops(x, sum(sizes), 1), obs)  # [P, R, N/P, ...]
     outputs, offset = [], 0
-    for network, own, size in zip(networks, params, sizes, strict=True):  # one per checkpoint
+    for player, own, size in zip(players, params, sizes, strict=True):  # one per entrant
         part = jax.tree.map(operator.itemgetter(slice(offset, offset + size)), split)
-        outputs.append(jax.vmap(network.apply)(own, part))
+        scripted = isinstance(player, Scripted)
+        outputs.append(None if scripted else jax.vmap(player.apply)(own, part))
         offset += size
+    shaped = next(out for out in outputs if out is not None)
+    outputs = [jax.tree.map(lambda y, size=size: jnp.zeros((size,) + y.shape[1:], y.dtype),
+                            shaped) if out is None else out
+               for out, size in zip(outputs, sizes, strict=True)]
     joined = jax.tree.map(lambda *xs: jnp.concatenate(xs), *outputs)
     return jax.tree.map(lambda y: from_pops(y, 1), joined)
 
 
-def arena_config(competitors: Sequence[Competitor], agents: int | None = None
+def joint_actions(players: Sequence[Any], params: Sequence[Any], key: jax.Array,
+                  obs: nmmo_jax.Observation) -> nmmo_jax.Actions:
+    """Every slot's actions, [R, N] each (players and params as in `joint_policy`): the
+    networks' slots sample `joint_policy` with `key`; scripted player c plays its own
+    slots with keys from `jax.random.fold_in(key, c)`, one per realm. A scripted policy
+    runs on every slot, as it would alone (some use the slot's index), and keeps its own."""
+    bounds = np.cumsum([0, *_sizes(players, params)])
+    population = jnp.arange(obs.alive.shape[1]) % bounds[-1]  # [N]
+    actions = ActionDist(joint_policy(players, params, obs)).sample(key)
+    for c, player in enumerate(players):
+        if isinstance(player, Scripted):
+            keys = jax.random.split(jax.random.fold_in(key, c), obs.alive.shape[0])
+            theirs = jax.vmap(player.policy)(keys, obs)
+            owned = (population >= bounds[c]) & (population < bounds[c + 1])  # [N]
+            actions = jax.tree.map(lambda a, b, owned=owned: jnp.where(owned, a, b),
+                                   theirs, actions)
+    return actions
+
+
+def arena_config(entrants: Sequence[Competitor | Scripted], agents: int | None = None
                  ) -> nmmo_jax.Config:
-    """The realm the competitors meet in: the first one's rules and map, every competitor's
-    populations, `agents` slots (default: the first one's)."""
+    """The realm the entrants meet in: the first checkpoint's rules and map, every
+    entrant's populations, `agents` slots (default: the first checkpoint's)."""
     if agents is not None:
         _check_count("agents", agents)
+    competitors = [e for e in entrants if isinstance(e, Competitor)]
     first = competitors[0].config
     for c in competitors[1:]:
         if (c.config.entities, c.config.preset) != (first.entities, first.preset):
             raise ValueError(f"{c.name} was trained with other entity slots or preset than "
                              f"{competitors[0].name}; they cannot share a realm")
-    n_pops = sum(c.pops for c in competitors)
+    n_pops = sum(e.pops for e in entrants)
     agents = first.agents if agents is None else agents
     if agents % n_pops:
         raise ValueError(f"{agents} agent slots cannot be split among {n_pops} populations; "
@@ -121,78 +190,125 @@ def arena(cfg: nmmo_jax.Config) -> nmmo_jax.Env:
     return nmmo_jax.Env(cfg)
 
 
-@functools.partial(jax.jit, static_argnames=("env", "networks", "realms", "ticks"))
-def _play(env: nmmo_jax.Env, networks: tuple[Any, ...], params: tuple[Any, ...],
+def _players(entrants: Sequence[Competitor | Scripted]) -> tuple[tuple, tuple]:
+    """The static part of each entrant (its network, or the `Scripted` itself) and its
+    arrays (its population parameters, or None)."""
+    players = tuple(e if isinstance(e, Scripted) else e.network for e in entrants)
+    params = tuple(None if isinstance(e, Scripted) else e.params for e in entrants)
+    return players, params
+
+
+def _deaths(tick: Tick) -> tuple[jax.Array, jax.Array]:
+    """Deaths and summed lifetimes of the agents that died this tick, [R, P] each."""
+    return tick.info.pop_deaths, tick.info.pop_lifetime
+
+
+@functools.partial(jax.jit, static_argnames=("env", "players", "realms", "ticks"))
+def _play(env: nmmo_jax.Env, players: tuple[Any, ...], params: tuple[Any, ...],
           env_params: nmmo_jax.Params, key: jax.Array, realms: int, ticks: int
           ) -> tuple[jax.Array, jax.Array]:
-    """Deaths and summed lifetimes per population ([P] each) over R fresh realms x T ticks."""
-    reset_key, run_key = jax.random.split(key)
-    obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(reset_key, realms), env_params)
+    """Deaths and summed lifetimes per realm and population ([R, P] each) over R fresh
+    realms x T ticks."""
 
-    def tick(carry, key):
-        obs, state = carry
-        act_key, step_key = jax.random.split(key)
-        actions = ActionDist(joint_policy(networks, params, obs)).sample(act_key)
-        obs, state, _, _, info = jax.vmap(env.step, (0, 0, 0, None))(
-            jax.random.split(step_key, realms), state, actions, env_params)
-        return (obs, state), (info.pop_deaths.sum(0), info.pop_lifetime.sum(0))
+    def policy(key: jax.Array, obs: nmmo_jax.Observation) -> nmmo_jax.Actions:
+        return joint_actions(players, params, key, obs)
 
-    _, (deaths, lifetime) = jax.lax.scan(tick, (obs, state), jax.random.split(run_key, ticks))
+    _, (deaths, lifetime) = nmmo_jax.rollout(env, policy, key, ticks, env_params,
+                                             realms=realms, observe=_deaths,
+                                             vmap_policy=False)
     return deaths.sum(0), lifetime.sum(0)
 
 
-def evaluate(competitors: Sequence[Competitor], key: jax.Array, realms: int = 16,
-             ticks: int = 500, agents: int | None = None) -> dict[str, Any]:
-    """Plays R fresh realms for T ticks; returns per-population and per-competitor
-    lifetimes ({"population_lifetime": [P], "deaths": [P], "competitors": [...]},
-    the competitors ranked by mean lifetime, best first)."""
+def lifetime_interval(lifetime: Any, deaths: Any, level: float = 0.95
+                      ) -> tuple[float, float, float]:
+    """The mean lifetime of one side and its confidence interval over realms.
+
+    `lifetime` and `deaths` are [R]: per realm, the summed lifetimes of the side's agents
+    that died and their number. The mean is sum(lifetime) / sum(deaths), every agent that
+    died weighing the same; realms are the independent samples, so the interval is the
+    ratio estimator's t interval: mean -+ t(R - 1) * sqrt(sum_r (lifetime_r - mean *
+    deaths_r)^2 / (R (R - 1))) / mean(deaths). With equal deaths in every realm this is
+    the t interval of the realms' mean lifetimes. Returns (mean, low, high); the bounds
+    are NaN with fewer than 2 realms or no deaths, and the mean is 0 without deaths.
+    """
+    lifetime, deaths = np.asarray(lifetime, np.float64), np.asarray(deaths, np.float64)
+    realms, total = lifetime.size, deaths.sum()
+    mean = lifetime.sum() / max(total, 1)
+    if realms < 2 or total == 0:
+        return float(mean), float("nan"), float("nan")
+    spread = np.sqrt(np.sum((lifetime - mean * deaths) ** 2) / (realms * (realms - 1)))
+    half = stats.t.ppf(0.5 + level / 2, realms - 1) * spread / deaths.mean()
+    return float(mean), float(mean - half), float(mean + half)
+
+
+def evaluate(entrants: Sequence[Competitor | Scripted | str | Policy], key: jax.Array,
+             realms: int = 16, ticks: int = 500, agents: int | None = None) -> dict[str, Any]:
+    """Plays R fresh realms for T ticks with the entrants (checkpoints, and scripted
+    policies by name, function or `Scripted`; see `lineup`) sharing every realm.
+
+    Returns {"realms": R, "ticks": T, "population_lifetime": [P], "deaths": [P],
+    "competitors": rows}, one row per entrant, ranked by mean lifetime, best first:
+    {"name", "scripted" (bool), "pops" (its populations), "lifetime" (mean over its agents
+    that died), "ci95" ([low, high], `lifetime_interval` over realms), "deaths"}.
+    """
     _check_count("realms", realms)
     _check_count("ticks", ticks)
-    cfg = arena_config(competitors, agents)
+    entrants = lineup(entrants)
+    cfg = arena_config(entrants, agents)
+    players, params = _players(entrants)
     deaths, lifetime = (np.asarray(x, np.float64) for x in _play(
-        arena(cfg), tuple(c.network for c in competitors), tuple(c.params for c in competitors),
-        cfg.params, key, realms, ticks))
+        arena(cfg), players, params, cfg.params, key, realms, ticks))  # [R, P] each
     table, offset = [], 0
-    for c in competitors:
-        own = slice(offset, offset + c.pops)
-        table.append({"name": c.name, "pops": list(range(offset, offset + c.pops)),
-                      "lifetime": float(lifetime[own].sum() / max(deaths[own].sum(), 1)),
-                      "deaths": int(deaths[own].sum())})
-        offset += c.pops
-    return {"population_lifetime": (lifetime / np.maximum(deaths, 1)).tolist(),
+    for e in entrants:
+        own = slice(offset, offset + e.pops)
+        mean, low, high = lifetime_interval(lifetime[:, own].sum(1), deaths[:, own].sum(1))
+        table.append({"name": e.name, "scripted": isinstance(e, Scripted),
+                      "pops": list(range(offset, offset + e.pops)), "lifetime": mean,
+                      "ci95": [low, high], "deaths": int(deaths[:, own].sum())})
+        offset += e.pops
+    deaths, lifetime = deaths.sum(0), lifetime.sum(0)
+    return {"realms": realms, "ticks": ticks,
+            "population_lifetime": (lifetime / np.maximum(deaths, 1)).tolist(),
             "deaths": deaths.astype(int).tolist(),
             "competitors": sorted(table, key=lambda row: -row["lifetime"])}
 
 
-def save_gif(competitors: Sequence[Competitor], key: jax.Array, path: str | os.PathLike,
-             ticks: int = 200, agents: int | None = None) -> str:
-    """Records one realm of the competitors for `ticks` ticks and writes a GIF with the
+def save_gif(entrants: Sequence[Competitor | Scripted | str | Policy], key: jax.Array,
+             path: str | os.PathLike, ticks: int = 200, agents: int | None = None) -> str:
+    """Records one realm of the entrants for `ticks` ticks and writes a GIF with the
     environment's renderer (`nmmo_jax.render`, imported only here)."""
     from nmmo_jax import render
 
     _check_count("ticks", ticks)
-    cfg = arena_config(competitors, agents)
-    networks, params = [c.network for c in competitors], [c.params for c in competitors]
+    entrants = lineup(entrants)
+    cfg = arena_config(entrants, agents)
+    players, params = _players(entrants)
 
     def policy(key: jax.Array, obs: nmmo_jax.Observation) -> nmmo_jax.Actions:
         batched = jax.tree.map(lambda x: x[None], obs)
-        actions = ActionDist(joint_policy(networks, params, batched)).sample(key)
-        return jax.tree.map(lambda x: x[0], actions)
+        return jax.tree.map(lambda x: x[0], joint_actions(players, params, key, batched))
 
     trajectory = render.record(arena(cfg), policy, key, cfg.params, ticks=ticks)
     return render.save_gif(trajectory, path, progress=False)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "nmmo-eval") -> None:
+    """Runs a tournament of checkpoints and scripted policies and prints the ranking."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("checkpoints", nargs="+", help="training checkpoint files")
-    parser.add_argument("--realms", type=int, default=16)
-    parser.add_argument("--ticks", type=int, default=500)
+    parser.add_argument("--vs", action="append", choices=sorted(POLICIES), default=None,
+                        help="a scripted policy as one more entrant, with as many populations "
+                             "as the first checkpoint (repeatable): %(choices)s "
+                             "(default: checkpoints only)")
+    parser.add_argument("--realms", type=int, default=16, help="realms played at once")
+    parser.add_argument("--ticks", type=int, default=500, help="ticks per realm")
     parser.add_argument("--agents", type=int, default=None,
                         help="agent slots per realm (default: the first checkpoint's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--gif", default=None, help="write a GIF of one realm here")
-    parser.add_argument("--gif-ticks", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the maps and the play")
+    parser.add_argument("--gif", default=None,
+                        help="write a GIF of one realm here (default: no GIF)")
+    parser.add_argument("--gif-ticks", type=int, default=200, help="ticks in the GIF")
     args = parser.parse_args(argv)
     for name in ("realms", "ticks", "gif_ticks", "agents"):
         value = getattr(args, name)
@@ -201,21 +317,24 @@ def main(argv: list[str] | None = None) -> None:
     if not 0 <= args.seed < 2**32:
         parser.error(f"argument --seed: must be in [0, 2**32), got {args.seed}")
 
-    try:  # unreadable checkpoints, or competitors that cannot share a realm
-        competitors = [load_competitor(p) for p in args.checkpoints]
-        arena_config(competitors, args.agents)
+    try:  # unreadable checkpoints, or entrants that cannot share a realm
+        entrants = lineup([load_competitor(p) for p in args.checkpoints] + (args.vs or []))
+        arena_config(entrants, args.agents)
     except ValueError as err:
         parser.error(str(err))
     key = jax.random.key(args.seed)
-    result = evaluate(competitors, key, args.realms, args.ticks, args.agents)
-    print(f"{args.realms} realms x {args.ticks} ticks; mean lifetime of agents that died")
+    result = evaluate(entrants, key, args.realms, args.ticks, args.agents)
+    print(f"{args.realms} realms x {args.ticks} ticks; mean lifetime of agents that died "
+          f"[95% confidence interval over realms]")
     for rank, row in enumerate(result["competitors"], 1):
-        print(f"{rank:>3}. {row['lifetime']:7.1f} ticks  ({row['deaths']} deaths)  {row['name']}")
+        low, high = row["ci95"]
+        print(f"{rank:>3}. {row['lifetime']:7.1f} ticks [{low:.1f}, {high:.1f}]  "
+              f"({row['deaths']} deaths)  {row['name']}")
     print("per population:", " ".join(f"{x:.1f}" for x in result["population_lifetime"]))
     if args.gif:
-        print("wrote", save_gif(competitors, jax.random.fold_in(key, 1), args.gif,
+        print("wrote", save_gif(entrants, jax.random.fold_in(key, 1), args.gif,
                                 args.gif_ticks, args.agents))
 
 
 if __name__ == "__main__":
-    main()
+    main(prog="python -m train.evaluate")
