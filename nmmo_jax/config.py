@@ -244,7 +244,8 @@ class Config:
                 f"{self.lava_border} and the spawn ring; need map_size >= 2*lava_border + 3")
         if 2 * self.view_radius + 1 > self.map_size:
             raise ValueError(
-                f"view window ({2 * self.view_radius + 1}) is larger than the map ({self.map_size})")
+                f"view window ({2 * self.view_radius + 1}) is larger than the map "
+                f"({self.map_size})")
         if self.n_agents >= 2**31 - 1:
             raise ValueError("n_agents too large")
 
@@ -266,7 +267,7 @@ class Config:
     def pop_size(self) -> int:
         return self.n_agents // self.n_pops
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
 
@@ -294,7 +295,8 @@ def _whole(cfg: Config, name: str) -> int:
     return int(value)
 
 
-STATIC_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.name not in ("params", "preset"))
+STATIC_FIELDS = tuple(f.name for f in dataclasses.fields(Config)
+                      if f.name not in ("params", "preset"))
 
 
 def config(preset: str = "chaos", **overrides: Any) -> Config:

@@ -13,14 +13,24 @@ lava, water, stone or ore.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nmmo_jax.config import (FOREST, LAVA, MOVE_DELTAS, N_MOVES, N_STYLES, PASSABLE,
-                             TIME_ALIVE_CENTRE, TIME_ALIVE_SCALE, WATER, Feature)
+from nmmo_jax.config import (
+    FOREST,
+    LAVA,
+    MOVE_DELTAS,
+    N_MOVES,
+    N_STYLES,
+    PASSABLE,
+    TIME_ALIVE_CENTRE,
+    TIME_ALIVE_SCALE,
+    WATER,
+    Feature,
+)
 from nmmo_jax.state import Actions, Observation
 
 Policy = Callable[[jax.Array, Observation], Actions]

@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nmmo_jax.config import (FOREST, GRASS, LAVA, MAGE, MELEE, RANGE, STONE, WATER,
-                             Feature)
+from nmmo_jax.config import FOREST, GRASS, LAVA, MAGE, MELEE, RANGE, STONE, WATER, Feature
 from nmmo_jax.policies import POLICIES, WALKABLE, fighter, forager, observed_age
 from nmmo_jax.render import record
 

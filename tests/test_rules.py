@@ -13,8 +13,21 @@ import pytest
 
 import nmmo_jax
 from nmmo_jax import terrain
-from nmmo_jax.config import (DIED_COMBAT, DIED_LAVA, DIED_STARVATION, FOREST, GRASS, LAVA,
-                             MAGE, MELEE, PRESETS, RANGE, SCRUB, STONE, WATER)
+from nmmo_jax.config import (
+    DIED_COMBAT,
+    DIED_LAVA,
+    DIED_STARVATION,
+    FOREST,
+    GRASS,
+    LAVA,
+    MAGE,
+    MELEE,
+    PRESETS,
+    RANGE,
+    SCRUB,
+    STONE,
+    WATER,
+)
 
 STAY, EAST, SOUTH, WEST, NORTH = range(5)
 CENTRE = (16, 16)
