@@ -222,6 +222,9 @@ def test_evaluate_rejects_empty_or_negative_runs(realms, ticks, name):
     (["--agents", "16", "--pops", "4", "--map-size", "32", "--lava-border", "3",
       "--zoom", "16"], r"argument --zoom: must be a slot in [0, 16), got 16"),
     (["--agents", "10", "--pops", "4"], "n_agents (10) must be divisible by n_pops (4)"),
+    (["--map", "original:200"], "argument --map: "),
+    (["--map", "nowhere.npy"], "argument --map: "),
+    (["--map-size", "32", "--lava-border", "3", "--map", "original:3"], "argument --map: "),
 ])
 def test_render_command_line_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

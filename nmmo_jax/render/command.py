@@ -12,6 +12,7 @@ from nmmo_jax.env import Env
 from nmmo_jax.policies import POLICIES
 from nmmo_jax.render.output import iter_frames, write_frames, write_gif
 from nmmo_jax.render.recording import record, summary
+from nmmo_jax.terrain import load_map
 
 
 def main(argv: list[str] | None = None, prog: str = "nmmo-render") -> None:
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None, prog: str = "nmmo-render") -> None:
                         help="map side in tiles, lava ring included (default: the preset's)")
     parser.add_argument("--lava-border", type=int, default=None,
                         help="lava ring width in tiles (default: the preset's)")
+    parser.add_argument("--map", default="generated", metavar="SPEC",
+                        help="'generated' (a new map from --seed), 'original:I' (the v1.0 "
+                             "map I, 0-199) or the path of a .npy map")
     args = parser.parse_args(argv)
     if args.ticks < 1:
         parser.error(f"argument --ticks: must be >= 1, got {args.ticks}")
@@ -55,9 +59,15 @@ def main(argv: list[str] | None = None, prog: str = "nmmo-render") -> None:
         parser.error(str(err))
     if args.zoom is not None and not 0 <= args.zoom < cfg.n_agents:
         parser.error(f"argument --zoom: must be a slot in [0, {cfg.n_agents}), got {args.zoom}")
-    env = Env(cfg)
+    try:
+        tiles = load_map(args.map, cfg)
+    except ValueError as err:
+        parser.error(f"argument --map: {err}")
+    env, key = Env(cfg), jax.random.key(args.seed)
+    # A fixed map: the realm `record` would reset, on that map (same key split).
+    realm = None if tiles is None else env.reset(jax.random.split(key)[0], None, tiles)[1]
     trajectory = jax.block_until_ready(
-        record(env, POLICIES[args.policy], jax.random.key(args.seed), None, args.ticks))
+        record(env, POLICIES[args.policy], key, None, args.ticks, realm))
     if args.out or args.frames:
         images = iter_frames(trajectory, zoom_agent=args.zoom)
         if args.frames:
