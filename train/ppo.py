@@ -401,8 +401,13 @@ class Trainer:
 
     def _sharded(self, fn: Any, in_specs: Any, out_specs: Any) -> Any:
         """`fn`, written for one device's realms, run on every device of the mesh."""
-        return jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs,
-                             check_vma=False)
+        if hasattr(jax, "shard_map"):
+            return jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs,
+                                 check_vma=False)
+        from jax.experimental.shard_map import shard_map  # JAX before 0.6
+
+        return shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs,
+                         check_rep=False)
 
     def _realm_keys(self, key: jax.Array) -> jax.Array:
         """This device's rows of `jax.random.split(key, realms)`, [local_realms]: a realm's
