@@ -483,7 +483,8 @@ def test_checkpoint_errors_are_clear(trainer, first_chunks, tmp_path):
     (["--realms", "0"], "argument --realms: realms must be >= 1, got 0"),
     (["--eval-ticks", "-1"], "argument --eval-ticks: eval_ticks must be >= 0, got -1"),
     (["--seed", str(2**32)], "argument --seed: seed must be < 2**32"),
-    (["--network", "huge"], "argument --network: network must be one of ['reference', 'large']"),
+    (["--network", "huge"], "argument --network: invalid choice: 'huge' (choose from "),
+    (["--preset", "peace"], "argument --preset: invalid choice: 'peace' (choose from "),
     (["--agents", "10", "--pops", "4"], "do not make a valid realm: n_agents (10) must be "
                                         "divisible by n_pops (4)"),
     (["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
