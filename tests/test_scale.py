@@ -93,6 +93,7 @@ ONE_PROCESS = textwrap.dedent("""
 def _python(code: str, args: list[str], devices: int = 1) -> subprocess.Popen:
     """`python -c code args` on `devices` CPU devices (`code` "" runs train/train.py)."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+               JAX_THREEFRY_PARTITIONABLE="1",  # the default from JAX 0.5
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
     program = ["-c", code] if code else [str(ROOT / "train" / "train.py")]
     return subprocess.Popen([sys.executable, *program, *args], cwd=ROOT, env=env,

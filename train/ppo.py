@@ -347,6 +347,11 @@ def realm_mesh(realms: int, devices: int = 0) -> Mesh:
                          f"each device steps realms / devices realms; use --realms "
                          f"{math.ceil(realms / count) * count}"
                          + (f" or --devices {fits[-1]}" if fits else ""))
+    if count > 1 and not jax.config.jax_threefry_partitionable:
+        raise ValueError("training on several devices needs random numbers that do not depend "
+                         "on how arrays are split: set JAX_THREEFRY_PARTITIONABLE=1 or "
+                         "jax.config.update('jax_threefry_partitionable', True) (the default "
+                         "from JAX 0.5)")
     per_process = count // processes
     chosen = [device for process in range(processes)
               for device in [d for d in every if d.process_index == process][:per_process]]
