@@ -117,7 +117,7 @@ class Env:
         else:
             self._check_map_layout(tiles)
         state = self._blank_state(jnp.asarray(tiles, jnp.int8), params)
-        agents, _ = game.spawn(spawn_key, state.agents, params, self.cfg)
+        agents, _ = game.spawn(game.draw(spawn_key, self.cfg), state.agents, params, self.cfg)
         state = state.replace(agents=agents, visits=game.count_visits(state.visits, agents))
         return self._observe_into(state, params)
 

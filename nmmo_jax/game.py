@@ -12,11 +12,27 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from nmmo_jax.config import (DIED_COMBAT, DIED_LAVA, DIED_STARVATION, FOREST, LAVA, MAGE,
-                             MOVE_DELTAS, N_MOVES, N_STYLES, PASSABLE, SCRUB, WATER, Config,
-                             Params)
+from nmmo_jax.config import (
+    DIED_COMBAT,
+    DIED_LAVA,
+    DIED_STARVATION,
+    FOREST,
+    LAVA,
+    MAGE,
+    MOVE_DELTAS,
+    N_MOVES,
+    N_STYLES,
+    PASSABLE,
+    SCRUB,
+    WATER,
+    Config,
+    Params,
+)
 from nmmo_jax.state import Actions, Agents, Info, State
 from nmmo_jax.terrain import spawn_ring
+
+# Above every random priority (`_priority` gives values below 2^30).
+NO_PRIORITY = 2**30
 
 
 @struct.dataclass
@@ -32,6 +48,60 @@ class Attacks:
     target: jnp.ndarray
     style: jnp.ndarray
     damage: jnp.ndarray
+
+
+@struct.dataclass
+class Draws:
+    """The random numbers of one tick, from a single `jax.random.bits` call: on CPU
+    every call is a loop of its own, whatever its size.
+
+    Attributes:
+      forage: [N] uint32, each agent's claim on the forest under it.
+      slot: [N] uint32, each slot's claim on a spawn.
+      place: [N] uint32, where on the spawn ring each slot would spawn.
+      regrow: [2] uint32, the keys of this tick's per-tile regrowth draws (`tile_bits`).
+    """
+
+    forage: jnp.ndarray
+    slot: jnp.ndarray
+    place: jnp.ndarray
+    regrow: jnp.ndarray
+
+
+def draw(key: jax.Array, cfg: Config) -> Draws:
+    """The random numbers of one tick."""
+    n = cfg.n_agents
+    bits = jax.random.bits(key, (3 * n + 2,), jnp.uint32)
+    return Draws(forage=bits[:n], slot=bits[n:2 * n], place=bits[2 * n:3 * n],
+                 regrow=bits[3 * n:])
+
+
+def _mix(x: jnp.ndarray) -> jnp.ndarray:
+    """MurmurHash3's 32-bit finaliser: every input bit flips each output bit with
+    probability close to 1/2."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x85EBCA6B)
+    x = x ^ (x >> 13)
+    x = x * jnp.uint32(0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def tile_bits(keys: jnp.ndarray, shape: tuple[int, int]) -> jnp.ndarray:
+    """32 random bits per tile, [H, W] uint32: a counter-based hash of each tile's index
+    under the tick's two random keys ([2] uint32). Per-tile draws then cost a few
+    integer operations fused into their use, not a random-number call over the map."""
+    rows = jax.lax.broadcasted_iota(jnp.uint32, shape, 0)
+    index = rows * jnp.uint32(shape[1]) + jax.lax.broadcasted_iota(jnp.uint32, shape, 1)
+    return _mix(_mix(index ^ keys[0]) + keys[1])
+
+
+def _priority(noise: jnp.ndarray, eligible: jnp.ndarray) -> jnp.ndarray:
+    """Distinct random priorities in [0, 2^30), [N] int32, -1 where not eligible: high
+    bits of `noise` ([N] uint32) above the slot number, so ties cannot happen."""
+    n = noise.shape[0]
+    bits = max(int(n - 1).bit_length(), 1)
+    high = (noise >> (bits + 2)).astype(jnp.int32) << bits
+    return jnp.where(eligible, high | jnp.arange(n, dtype=jnp.int32), -1)
 
 
 def _clamp(x: jnp.ndarray, top: jnp.ndarray) -> jnp.ndarray:
@@ -110,19 +180,17 @@ def attack(agents: Agents, attacks: Attacks, params: Params, cfg: Config
     return agents, dealt
 
 
-def forage_winners(key: jax.Array, agents: Agents, capacity: jnp.ndarray,
+def forage_winners(noise: jnp.ndarray, agents: Agents, capacity: jnp.ndarray,
                    terrain: jnp.ndarray, eligible: jnp.ndarray, cfg: Config) -> jnp.ndarray:
     """Which agents harvest the forest under them, [N] bool; one random winner per tile.
 
-    Each candidate draws a random priority (random high bits, slot in the low bits so
-    ties cannot happen) and the highest priority on each tile wins.
+    Each candidate gets a random priority from `noise` ([N] uint32; `_priority`) and the
+    highest priority on each tile wins.
     """
-    n, side = cfg.n_agents, cfg.map_size
+    side = cfg.map_size
     r, c = agents.pos[:, 0], agents.pos[:, 1]
     candidate = eligible & (terrain[r, c] == FOREST) & (capacity[r, c] > 0)
-    bits = max(int(n - 1).bit_length(), 1)
-    noise = jax.random.randint(key, (n,), 0, 2 ** (31 - bits), jnp.int32)
-    priority = jnp.where(candidate, (noise << bits) | jnp.arange(n, dtype=jnp.int32), -1)
+    priority = _priority(noise, candidate)
     flat = r * side + c
     best = jnp.full((side * side,), -1, jnp.int32).at[flat].max(priority)
     return candidate & (best[flat] == priority)
@@ -136,18 +204,18 @@ def next_to_water(agents: Agents, tiles: jnp.ndarray, cfg: Config) -> jnp.ndarra
     return jnp.any(inside & (tiles[safe[..., 0], safe[..., 1]] == WATER), axis=1)
 
 
-def upkeep(key: jax.Array, state: State, agents: Agents, living: jnp.ndarray,
+def upkeep(noise: jnp.ndarray, state: State, agents: Agents, living: jnp.ndarray,
            params: Params, cfg: Config) -> tuple[Agents, jnp.ndarray, jnp.ndarray]:
     """SPEC §3 upkeep for the `living` agents, in order.
 
     Freeze -1, lava, forage and drink, regenerate, hunger and thirst, starve, age.
-    Returns the agents, the new tile capacities and the cause of each upkeep death
-    ([N] int8, 0 where none).
+    `noise` ([N] uint32) settles contested forests. Returns the agents, the new tile
+    capacities and the cause of each upkeep death ([N] int8, 0 where none).
     """
     r, c = agents.pos[:, 0], agents.pos[:, 1]
     on_lava = living & (state.tiles[r, c] == LAVA)
     active = living & ~on_lava
-    harvest = forage_winners(key, agents, state.capacity, state.terrain, active, cfg)
+    harvest = forage_winners(noise, agents, state.capacity, state.terrain, active, cfg)
     capacity = state.capacity.at[r, c].add(-harvest.astype(jnp.int8))
     drink = active & next_to_water(agents, state.tiles, cfg)
     food = _clamp(agents.food + harvest * params.forage_food, params.max_food)
@@ -177,23 +245,37 @@ def thaw(agents: Agents, living: jnp.ndarray) -> Agents:
     return agents.replace(freeze=jnp.where(living, ticked, agents.freeze).astype(jnp.int16))
 
 
-def spawn(key: jax.Array, agents: Agents, params: Params, cfg: Config
+def spawn(draws: Draws, agents: Agents, params: Params, cfg: Config
           ) -> tuple[Agents, jnp.ndarray]:
     """Fills up to `spawn_per_tick` random empty slots with fresh agents on the spawn ring.
 
-    Returns the agents and the mask of slots spawned ([N] bool).
+    The slots taken are the free ones of highest random priority (a uniformly random
+    subset), found in O(N) per slot spawned rather than by sorting. A slot's place on
+    the ring is its `draws.place` modulo the ring's length (uniform up to a bias of
+    ring length / 2^32). Returns the agents and the mask of slots spawned ([N] bool).
     """
-    n = cfg.n_agents
-    slot_key, ring_key = jax.random.split(key)
     ring = jnp.asarray(spawn_ring(cfg))
-    free = ~agents.alive
-    priority = jnp.where(free, jax.random.uniform(slot_key, (n,)), -1.0)
-    rank = jnp.argsort(jnp.argsort(-priority))
-    born = free & (rank < params.spawn_per_tick)
-    place = ring[jax.random.randint(ring_key, (n,), 0, ring.shape[0])]
+    priority = _priority(draws.slot, ~agents.alive)
+    born = priority >= _kth_highest(priority, params.spawn_per_tick)
+    place = ring[draws.place % jnp.uint32(ring.shape[0])]
     fresh = fresh_agents(place, params, cfg)
     agents = jax.tree.map(lambda a, b: jnp.where(_expand(born, a), a, b), fresh, agents)
     return agents, born
+
+
+def _kth_highest(priority: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
+    """The k-th highest of the distinct `priority` values in [0, 2^30) ([N] int32, -1
+    for none): 0 when k covers them all, NO_PRIORITY when k is 0. One max over N per
+    rank, and no loop at all when every candidate is taken."""
+    rounds = jnp.where(k >= jnp.sum(priority >= 0), 0, k)
+
+    def lower(carry: tuple) -> tuple:
+        taken, top = carry
+        return taken + 1, jnp.max(jnp.where(priority < top, priority, -1))
+
+    _, top = jax.lax.while_loop(lambda carry: carry[0] < rounds, lower,
+                                (jnp.int32(0), jnp.int32(NO_PRIORITY)))
+    return jnp.where(rounds == 0, jnp.where(k == 0, NO_PRIORITY, 0), top)
 
 
 def _expand(mask: jnp.ndarray, like: jnp.ndarray) -> jnp.ndarray:
@@ -218,7 +300,7 @@ def empty_agents(cfg: Config, params: Params) -> Agents:
     return agents.replace(alive=jnp.zeros((cfg.n_agents,), bool))
 
 
-def regrow(key: jax.Array, terrain: jnp.ndarray, before: jnp.ndarray, capacity: jnp.ndarray,
+def regrow(keys: jnp.ndarray, terrain: jnp.ndarray, before: jnp.ndarray, capacity: jnp.ndarray,
            params: Params) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Each forest tile depleted at the start of the tick (capacities `before` this
     tick's harvest) gains 1 capacity with probability `regrow_prob`.
@@ -226,11 +308,11 @@ def regrow(key: jax.Array, terrain: jnp.ndarray, before: jnp.ndarray, capacity: 
     A tile harvested this tick therefore shows as scrub in at least the next
     observation, whatever `regrow_prob`. Returns the capacities (`capacity` plus
     growth) and the current tile types (a forest below full shows as scrub). The draw
-    uses 16 random bits per tile.
+    uses 16 random bits per tile: the top half of `tile_bits` under `keys` ([2] uint32).
     """
     depleted = (terrain == FOREST) & (before < params.forest_capacity)
     threshold = jnp.round(params.regrow_prob * 65536.0).astype(jnp.uint32)
-    grows = jax.random.bits(key, terrain.shape, jnp.uint16).astype(jnp.uint32) < threshold
+    grows = (tile_bits(keys, terrain.shape) >> 16) < threshold
     capacity = capacity + (depleted & grows).astype(jnp.int8)
     return capacity, current_tiles(terrain, capacity, params)
 
@@ -256,7 +338,7 @@ def tick(key: jax.Array, state: State, actions: Actions, params: Params, cfg: Co
          ) -> tuple[State, jnp.ndarray, jnp.ndarray, Info]:
     """One tick of a realm; returns the new state (observation not yet taken), reward,
     done and info."""
-    forage_key, spawn_key, regrow_key = jax.random.split(key, 3)
+    draws = draw(key, cfg)
     before = state.agents
     attacks = choose_attacks(before, state.entity_ids, actions, params, cfg)
     agents = move(before, state.tiles, actions, cfg)
@@ -264,13 +346,13 @@ def tick(key: jax.Array, state: State, actions: Actions, params: Params, cfg: Co
     slain = before.alive & (agents.health <= 0)
     living = before.alive & ~slain
     agents = thaw(agents, living)
-    agents, capacity, cause = upkeep(forage_key, state, agents, living, params, cfg)
+    agents, capacity, cause = upkeep(draws.forage, state, agents, living, params, cfg)
     cause = jnp.where(slain, DIED_COMBAT, cause).astype(jnp.int8)
     died = cause > 0
     lifetime = jnp.where(died, before.time_alive + 1, 0)
     agents = agents.replace(alive=agents.alive & ~died)
-    agents, born = spawn(spawn_key, agents, params, cfg)
-    capacity, tiles = regrow(regrow_key, state.terrain, state.capacity, capacity, params)
+    agents, born = spawn(draws, agents, params, cfg)
+    capacity, tiles = regrow(draws.regrow, state.terrain, state.capacity, capacity, params)
     survived = before.alive & ~died
     reward = jnp.where(params.reward_mode == 1, survived, -died.astype(jnp.float32))
     info = Info(

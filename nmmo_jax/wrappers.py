@@ -36,10 +36,10 @@ class Lifetimes:
     lifetime: jnp.ndarray
 
     @classmethod
-    def zeros(cls, n_pops: int) -> "Lifetimes":
+    def zeros(cls, n_pops: int) -> Lifetimes:
         return cls(jnp.zeros((n_pops,), jnp.int32), jnp.zeros((n_pops,), jnp.int32))
 
-    def add(self, info: Info) -> "Lifetimes":
+    def add(self, info: Info) -> Lifetimes:
         return Lifetimes(self.deaths + info.pop_deaths, self.lifetime + info.pop_lifetime)
 
     def mean(self) -> jnp.ndarray:
