@@ -69,9 +69,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-from tqdm.auto import tqdm
 
 from nmmo_jax.config import PRESETS, REWARD_MODES
+from nmmo_jax.progress import tqdm
 from train import checkpoint
 from train.networks import NETWORKS
 from train.ppo import RunnerState, TrainConfig, Trainer, make_train

@@ -5,25 +5,18 @@ from __future__ import annotations
 
 import operator
 import os
-import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import jax
 import numpy as np
 from PIL import Image
-from tqdm import TqdmWarning
 
 from nmmo_jax.config import Config
+from nmmo_jax.progress import tqdm
 from nmmo_jax.render.painting import Painter
 from nmmo_jax.render.recording import Trajectory
 from nmmo_jax.state import State
-
-# In Jupyter without ipywidgets, tqdm.auto warns "IProgress not found" and falls back to
-# a text bar; the text bar is what we want there, so the warning is silenced.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", TqdmWarning)
-    from tqdm.auto import tqdm
 
 
 def iter_frames(trajectory: Trajectory | State, cfg: Config | None = None,
