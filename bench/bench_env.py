@@ -37,29 +37,29 @@ import nmmo_jax
 from nmmo_jax import game, observe
 from nmmo_jax.config import LAVA
 from nmmo_jax.policies import random_policy
+from nmmo_jax.rollout import Tick
+
+
+def _live(tick: Tick) -> jax.Array:
+    """What the sweep keeps of a tick: the live agents that acted in it, summed over realms."""
+    return jnp.sum(tick.obs.alive)
 
 
 def make_rollout(env: nmmo_jax.Env, ticks: int):
-    """A jitted rollout of `ticks` ticks over a batch of realms; returns live agent-steps."""
-
-    def tick(carry, key):
-        obs, state = carry
-        act_keys, step_keys = jax.random.split(key, (2, obs.alive.shape[0]))  # one draw
-        actions = jax.vmap(random_policy)(act_keys, obs)
-        live = jnp.sum(obs.alive)
-        obs, state, _, _, _ = jax.vmap(env.step, (0, 0, 0, None))(
-            step_keys, state, actions, params)
-        return (obs, state), live
-
+    """A jitted reset of R realms and a jitted rollout of `ticks` ticks over a batch of
+    realms (`nmmo_jax.rollout`); the rollout returns the final obs and state and the live
+    agent-steps."""
     params = env.default_params.replace(spawn_per_tick=jnp.int32(env.n_agents))
-
-    @jax.jit
-    def rollout(key, obs, state):
-        (obs, state), live = jax.lax.scan(tick, (obs, state), jax.random.split(key, ticks))
-        return obs, state, jnp.sum(live)
 
     def reset(key, n_realms):
         return jax.vmap(env.reset, (0, None))(jax.random.split(key, n_realms), params)
+
+    @jax.jit
+    def rollout(key, obs, state):
+        (obs, state), live = nmmo_jax.rollout(env, random_policy, key, ticks, params,
+                                              start=(obs, state), realms=obs.alive.shape[0],
+                                              observe=_live)
+        return obs, state, jnp.sum(live)
 
     return jax.jit(reset, static_argnums=1), rollout
 

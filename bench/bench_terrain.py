@@ -63,8 +63,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    cfg = nmmo_jax.config("chaos")
-    generate = jax.jit(jax.vmap(lambda k: terrain.generate(k, cfg, cfg.params)))
+    env, params = nmmo_jax.make("chaos")
+    cfg = env.cfg
+    generate = jax.jit(jax.vmap(lambda k: terrain.generate(k, cfg, params)))
     keys = jax.random.split(jax.random.key(args.seed), args.maps)
     start = time.perf_counter()
     jax.block_until_ready(generate(keys))

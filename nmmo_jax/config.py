@@ -1,9 +1,14 @@
 """Configuration: the static shape of a realm and the dynamic rule numbers.
 
 `Config` fixes every array shape (map size, agent slots, populations, view, entity
-slots), so changing it recompiles. `Params` holds every rule number of the game as
-arrays, so it can be changed, vmapped or swept without recompiling. Both are checked
-when built and raise `ValueError` with the offending field named.
+slots), so changing it recompiles; it holds no rule number. `Params` holds every rule
+number of the game as arrays, so it can be changed, vmapped or swept without
+recompiling. A preset ("base", "law", "chaos") names a set of rule numbers:
+`params(preset, ...)` builds them, and a `Config` keeps the preset's name so that an
+`Env` knows its default params, as gymnax's `env.default_params`. Both are checked when
+built and raise `ValueError` with the offending field named; `check_hits_fit` checks
+the one rule that depends on a shape, where a config and params meet (`nmmo_jax.make`,
+`Env.check_params`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import dataclasses
 import enum
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
@@ -64,8 +70,8 @@ TIME_ALIVE_CENTRE = TIME_ALIVE_SCALE / 2
 class Params:
     """Every rule number of the game; a pytree of 0-d arrays (vmappable, no retrace).
 
-    Field names follow SPEC.md. Build with `params(...)` or `Config.params`, which check
-    the values; the constructor itself does not.
+    Field names follow SPEC.md. Build with `params(...)`, `nmmo_jax.make` or
+    `Env.default_params`, which check the values; the constructor itself does not.
     """
 
     max_health: jnp.ndarray
@@ -128,18 +134,20 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def params(**values: Any) -> Params:
-    """Builds checked `Params` from the base numbers overridden by `values`.
+def params(preset: str = "base", **values: Any) -> Params:
+    """Builds checked `Params`: the rule numbers of `preset` ("base", "law" or "chaos";
+    "base" is the base numbers themselves) overridden by `values`.
 
     `reward_mode` may be given as "death" or "alive". Raises `TypeError` for a value that
-    is not a real number and `ValueError` for an unknown field or an impossible value
-    (negative stats, probabilities outside [0, 1], a number its array cannot hold, ...);
-    both name the field.
+    is not a real number and `ValueError` for an unknown preset or field or an impossible
+    value (negative stats, probabilities outside [0, 1], a number its array cannot hold,
+    ...); both name the field.
     """
+    _check_preset(preset)
     unknown = set(values) - set(PARAM_FIELDS)
     if unknown:
         raise ValueError(f"unknown params {sorted(unknown)}; known: {PARAM_FIELDS}")
-    merged = {**_BASE_PARAMS, **values}
+    merged = {**_BASE_PARAMS, **PRESETS[preset], **values}
     mode = merged["reward_mode"]
     if isinstance(mode, str):
         if mode not in REWARD_MODES:
@@ -150,6 +158,12 @@ def params(**values: Any) -> Params:
         k: jnp.asarray(v, jnp.int32 if k in _INT_PARAMS else jnp.float32)
         for k, v in merged.items()
     })
+
+
+def _check_preset(preset: Any) -> None:
+    """Raises `ValueError` unless `preset` names a preset."""
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
 
 
 INT8_MAX, INT16_MAX, INT32_MAX = 2**7 - 1, 2**15 - 1, 2**31 - 1
@@ -201,7 +215,8 @@ def _check_params(p: dict[str, Any]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Static realm shape plus the default rule numbers.
+    """The static shape of a realm; changing a field recompiles. No rule numbers: those
+    are `Params`.
 
     Attributes:
       map_size: side of the square map in tiles (80 in the original).
@@ -211,8 +226,8 @@ class Config:
       view_radius: the observation window is (2 r + 1)^2 tiles around the agent.
       n_entities: K, the entity slots of an observation (slot 0 is the observer).
       terrain_octaves: octaves of the ridged noise used by the map generator.
-      preset: the name of the preset the defaults came from.
-      params: the default `Params` (the dynamic rule numbers).
+      preset: the preset whose rule numbers are the default params of an `Env` of
+        this config (`Env.default_params`).
     """
 
     map_size: int = 80
@@ -223,10 +238,9 @@ class Config:
     n_entities: int = 16
     terrain_octaves: int = 8
     preset: str = "chaos"
-    params: Params = dataclasses.field(
-        default_factory=lambda: params(**PRESETS["chaos"]), compare=False)
 
     def __post_init__(self) -> None:
+        _check_preset(self.preset)
         for name in ("map_size", "n_agents", "n_pops", "n_entities", "terrain_octaves"):
             value = _whole(self, name)
             if value < 1:
@@ -295,35 +309,47 @@ def _whole(cfg: Config, name: str) -> int:
     return int(value)
 
 
-STATIC_FIELDS = tuple(f.name for f in dataclasses.fields(Config)
-                      if f.name not in ("params", "preset"))
+STATIC_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.name != "preset")
 
 
 def config(preset: str = "chaos", **overrides: Any) -> Config:
-    """Builds a checked `Config` from a preset ("base", "law" or "chaos").
+    """Builds a checked `Config` for `preset` ("base", "law" or "chaos").
 
-    Keyword overrides may name static fields (`n_agents=64`) or rule numbers
-    (`melee_damage=5`); unknown names raise `ValueError`.
+    Keyword overrides name static fields (`n_agents=64`). A rule number
+    (`melee_damage=5`) raises `ValueError` pointing to `params` and `nmmo_jax.make`, which
+    take them; an unknown name raises `ValueError` listing the static fields.
     """
-    if not isinstance(preset, str) or preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    static = {k: v for k, v in overrides.items() if k in STATIC_FIELDS}
-    dynamic = {k: v for k, v in overrides.items() if k in PARAM_FIELDS}
-    unknown = set(overrides) - set(static) - set(dynamic)
-    if unknown:
+    _check_preset(preset)
+    rules = sorted(set(overrides) & set(PARAM_FIELDS))
+    if rules:
         raise ValueError(
-            f"unknown config fields {sorted(unknown)}; static: {STATIC_FIELDS}; "
-            f"params: {PARAM_FIELDS}")
-    cfg = Config(preset=preset, params=params(**{**PRESETS[preset], **dynamic}), **static)
-    _check_hits_fit(cfg)
-    return cfg
+            f"{rules} are rule numbers (Params), not static config fields; pass them to "
+            f"nmmo_jax.params({preset!r}, ...) or nmmo_jax.make({preset!r}, ...)")
+    unknown = set(overrides) - set(STATIC_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown config fields {sorted(unknown)}; static fields: "
+                         f"{STATIC_FIELDS}")
+    return Config(preset=preset, **overrides)
 
 
-def _check_hits_fit(cfg: Config) -> None:
-    """Raises unless the hits of every other agent on one agent in one tick fit the
-    int16 `damage` stat: (n_agents - 1) x the largest damage <= 32767."""
-    p = cfg.params
-    largest = max(int(p.melee_damage), int(p.range_damage), int(p.mage_damage))
+def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`overrides` as (static fields for `config`, rule numbers for `params`); raises
+    `ValueError` naming any name that is neither, with both lists of known names."""
+    unknown = set(overrides) - set(STATIC_FIELDS) - set(PARAM_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}; static (Config): "
+                         f"{STATIC_FIELDS}; rule numbers (Params): {PARAM_FIELDS}")
+    static = {k: v for k, v in overrides.items() if k in STATIC_FIELDS}
+    rules = {k: v for k, v in overrides.items() if k in PARAM_FIELDS}
+    return static, rules
+
+
+def check_hits_fit(cfg: Config, p: Params) -> None:
+    """Raises `ValueError` unless the hits of every other agent on one agent in one tick
+    fit the int16 `damage` stat: (n_agents - 1) x the largest damage <= 32767. `p` must
+    hold concrete values (any leading axes: every set of params is checked)."""
+    damages = jax.device_get((p.melee_damage, p.range_damage, p.mage_damage))
+    largest = int(max(np.max(d) for d in damages))
     if (cfg.n_agents - 1) * largest > INT16_MAX:
         raise ValueError(
             f"melee_damage, range_damage and mage_damage must be <= "

@@ -25,8 +25,10 @@ from nmmo_jax.config import (
     TILE_NAMES,
     Config,
     Params,
+    check_hits_fit,
     config,
 )
+from nmmo_jax.config import params as make_params
 from nmmo_jax.observe import observe
 from nmmo_jax.state import Actions, Info, Observation, State
 
@@ -49,17 +51,22 @@ class Env:
     slot's agent dies.
 
     `reset` and `step` are pure and jitted; vmap them over realms. Static shapes live in
-    the `Config`; every rule number lives in `Params` (`env.default_params`).
+    the `Config`; every rule number lives in `Params`. `env.default_params` are the rule
+    numbers of the config's preset; pass others to `reset` and `step` without recompiling.
 
     Shapes and dtypes are checked while tracing, so the checks cost nothing per call:
     `step` raises `ValueError` for actions that are not an `Actions` of integer [N]
     arrays (per realm under vmap) and for a `State` whose shapes or dtypes are not this
     config's; `reset` does the same for a fixed map's shape and dtype, and checks a
-    concrete map's tile ids too (`terrain.check_map`) before the jitted call.
+    concrete map's tile ids too (`terrain.check_map`) before the jitted call. Params
+    given to `reset` or `make_state` with concrete values are checked against the config
+    (`check_params`) on the way in; `step` sees only traced params and cannot.
     """
 
     def __init__(self, cfg: Config | None = None):
         self.cfg = cfg if cfg is not None else config()
+        # Built here, outside any trace: arrays made while tracing must not be kept.
+        self._preset_params = make_params(self.cfg.preset)
         self._reset_jit = jax.jit(self._reset)
         self.step = jax.jit(self._step)
         self.observe = jax.jit(self._observe)
@@ -67,7 +74,20 @@ class Env:
 
     @property
     def default_params(self) -> Params:
-        return self.cfg.params
+        """The rule numbers of the config's preset. Raises `ValueError` if they do not fit
+        the config (`check_params`; e.g. Chaos damages with thousands of agents): then
+        pass params of your own to `reset` and `step`."""
+        self.check_params(self._preset_params)
+        return self._preset_params
+
+    def check_params(self, params: Params) -> None:
+        """Raises `ValueError` unless `params` fit this config: the damages of every
+        other agent on one agent in one tick must fit its int16 damage stat
+        (`config.check_hits_fit`). Traced params (under jit) pass: their values are not
+        known while tracing."""
+        damages = (params.melee_damage, params.range_damage, params.mage_damage)
+        if not any(isinstance(d, jax.core.Tracer) for d in damages):
+            check_hits_fit(self.cfg, params)
 
     @property
     def n_agents(self) -> int:
@@ -92,7 +112,7 @@ class Env:
         n, v, k = self.cfg.n_agents, self.cfg.view_size, self.cfg.n_entities
         return {"tiles": (n, v, v), "counts": (n, v, v), "own": (n, N_FEATURES),
                 "entities": (n, k, N_FEATURES), "entity_mask": (n, k),
-                "target_mask": (n, N_STYLES, k),
+                "target_mask": (n, N_STYLES, k), "move_mask": (n, N_MOVES),
                 "alive": (n,), "population": (n,)}
 
     def reset(self, key: jax.Array, params: Params | None = None,
@@ -106,6 +126,8 @@ class Env:
         """
         if tiles is not None and not isinstance(tiles, jax.core.Tracer):
             tiles = terrain.check_map(tiles, self.cfg)
+        if params is not None:
+            self.check_params(params)
         return self._reset_jit(key, params, tiles)
 
     def _reset(self, key: jax.Array, params: Params | None = None,
@@ -142,10 +164,11 @@ class Env:
 
     @functools.cached_property
     def _state_layout(self) -> dict[str, jax.ShapeDtypeStruct]:
-        """Shape and dtype of every leaf of this config's `State`, by key path."""
+        """Shape and dtype of every leaf of this config's `State`, by key path (any params
+        give the same layout; the base ones need no check against the config)."""
         side = self.cfg.map_size
         like = jax.eval_shape(self._blank_state, jax.ShapeDtypeStruct((side, side), jnp.int8),
-                              self.default_params)
+                              make_params())
         return _leaves_by_path(like)
 
     def check_state(self, state: Any) -> None:
@@ -200,6 +223,7 @@ class Env:
         (or dtype-overflowing) freeze, time_alive or damage.
         """
         params = self.default_params if params is None else params
+        self.check_params(params)
         cfg = self.cfg
         tiles = terrain.check_map(tiles, cfg)
         state = self._blank_state(jnp.asarray(tiles), params)

@@ -108,17 +108,25 @@ def _clamp(x: jnp.ndarray, top: jnp.ndarray) -> jnp.ndarray:
     return jnp.clip(x, 0, top)
 
 
-def move(agents: Agents, tiles: jnp.ndarray, actions: Actions, cfg: Config) -> Agents:
-    """Moves every live, unfrozen agent one tile unless the tile is impassable or off-map.
+def legal_moves(agents: Agents, tiles: jnp.ndarray, cfg: Config) -> jnp.ndarray:
+    """Which moves change each agent's tile, [N, 5] bool: "stay" always; a step when the
+    agent is live and not frozen and the tile it leads to is on the map and passable by
+    its current type. The same rule `move` applies and the observation's `move_mask`."""
+    target = agents.pos[:, None, :] + jnp.asarray(MOVE_DELTAS, jnp.int32)  # [N, 5, 2]
+    on_map = jnp.all((target >= 0) & (target < cfg.map_size), axis=2)
+    safe = jnp.clip(target, 0, cfg.map_size - 1)
+    passable = jnp.asarray(PASSABLE)[tiles[safe[..., 0], safe[..., 1]]]
+    free = (agents.alive & (agents.freeze == 0))[:, None]
+    return (free & on_map & passable).at[:, 0].set(True)
 
-    A move outside [0, 5) is "stay".
+
+def move(agents: Agents, tiles: jnp.ndarray, actions: Actions, cfg: Config) -> Agents:
+    """Moves every live, unfrozen agent one tile unless the tile is impassable or off-map
+    (`legal_moves`). A move outside [0, 5) is "stay".
     """
     choice = jnp.where((actions.move >= 0) & (actions.move < N_MOVES), actions.move, 0)
     target = agents.pos + jnp.asarray(MOVE_DELTAS, jnp.int32)[choice]
-    on_map = jnp.all((target >= 0) & (target < cfg.map_size), axis=1)
-    safe = jnp.clip(target, 0, cfg.map_size - 1)
-    passable = jnp.asarray(PASSABLE)[tiles[safe[:, 0], safe[:, 1]]]
-    go = agents.alive & (agents.freeze == 0) & on_map & passable
+    go = jnp.take_along_axis(legal_moves(agents, tiles, cfg), choice[:, None], axis=1)[:, 0]
     return agents.replace(pos=jnp.where(go[:, None], target, agents.pos))
 
 

@@ -34,6 +34,7 @@ from nmmo_jax.config import (
     Feature,
     Params,
 )
+from nmmo_jax.game import legal_moves
 from nmmo_jax.state import Agents, Observation, State
 
 # Bits per word of an observer's occupied-tile bitset: a sum of distinct powers of two
@@ -309,6 +310,7 @@ def observe(state: State, params: Params, cfg: Config) -> tuple[Observation, jnp
         entities=entity_features(table, agents, ids, offsets, cfg),
         entity_mask=ids >= 0,
         target_mask=target_mask(ids, offsets, params),
+        move_mask=legal_moves(agents, state.tiles, cfg),
         alive=agents.alive,
         population=agents.population,
     )

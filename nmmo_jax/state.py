@@ -110,6 +110,9 @@ class Observation:
       target_mask: [N, 3, K] bool, which slots each style (melee, range, mage) can
         target: filled slots within the style's Chebyshev range. Slot 0 (self, the
         no-op) is always True, so every row has a legal choice.
+      move_mask: [N, 5] bool, which moves change the agent's tile (`MOVE_DELTAS` order):
+        "stay" always True; a step when the agent is live, not frozen, and the tile it
+        leads to is on the map and passable. A masked move is a wasted tick ("stay").
       alive: [N] bool, which slots hold a live agent.
       population: [N] int32, each slot's population.
     """
@@ -120,6 +123,7 @@ class Observation:
     entities: jnp.ndarray
     entity_mask: jnp.ndarray
     target_mask: jnp.ndarray
+    move_mask: jnp.ndarray
     alive: jnp.ndarray
     population: jnp.ndarray
 

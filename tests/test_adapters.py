@@ -197,8 +197,9 @@ def test_the_standard_sampling_loop_runs_with_default_settings(default_penv):
 
 
 def test_masked_samples_are_legal_even_when_strict(small_env):
-    """The action mask marks every move and style and the targets that every style can
-    hit, so `sample(mask=...)` never draws an illegal action."""
+    """The action mask marks the moves that change the agent's tile (`move_mask`),
+    every style and the targets that every style can hit, so `sample(mask=...)` never
+    draws an illegal action."""
     pytest.importorskip("gymnasium")
     penv = ParallelEnv(small_env, strict=True, episodic=True)
     obs, _ = penv.reset(seed=3)
@@ -212,7 +213,8 @@ def test_masked_samples_are_legal_even_when_strict(small_env):
                 "move": (np.int8, (5,)), "style": (np.int8, (3,)),
                 "target": (np.int8, (small_env.n_entities,))}
             np.testing.assert_array_equal(mask["target"], o["target_mask"].all(axis=0))
-            assert mask["move"].all() and mask["style"].all() and mask["target"][0] == 1
+            np.testing.assert_array_equal(mask["move"], o["move_mask"])
+            assert mask["move"][0] == 1 and mask["style"].all() and mask["target"][0] == 1
         actions = {a: space.sample(mask=obs[a][MASK]) for a in penv.agents}
         hits += sum(int(a["target"]) > 0 for a in actions.values())
         obs = penv.step(actions)[0]

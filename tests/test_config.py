@@ -1,10 +1,13 @@
-"""Config and params: SPEC's defaults, the presets, and clear errors for bad values."""
+"""Config and params: SPEC's defaults, the presets, the static / rule-number split, and
+clear errors for bad values."""
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import nmmo_jax
-from nmmo_jax.config import PARAM_FIELDS
+from nmmo_jax.config import GRASS, PARAM_FIELDS, STATIC_FIELDS
 
 
 def test_defaults_follow_the_spec():
@@ -12,7 +15,7 @@ def test_defaults_follow_the_spec():
     assert (cfg.map_size, cfg.lava_border, cfg.interior) == (80, 9, 60)
     assert (cfg.n_agents, cfg.n_pops, cfg.pop_size) == (128, 8, 16)
     assert (cfg.view_radius, cfg.view_size) == (7, 15)
-    p = cfg.params
+    p = nmmo_jax.Env(cfg).default_params
     assert [int(x) for x in (p.max_health, p.max_food, p.max_water)] == [10, 32, 32]
     assert [int(x) for x in (p.forage_food, p.drink_water, p.forest_capacity)] == [5, 5, 1]
     assert float(p.regrow_prob) == pytest.approx(0.025)
@@ -26,21 +29,38 @@ def test_defaults_follow_the_spec():
     ("law", [1, 4, 4], [0, 0, 0], 0.0),
 ])
 def test_presets(preset, ranges, damages, vampirism):
-    p = nmmo_jax.config(preset).params
+    p = nmmo_jax.params(preset)
     assert p.ranges.tolist() == ranges
     assert p.damages.tolist() == damages
     assert float(p.vampirism) == vampirism
 
 
 def test_law_has_no_freeze():
-    assert int(nmmo_jax.config("law").params.mage_freeze) == 0
+    assert int(nmmo_jax.params("law").mage_freeze) == 0
+
+
+def test_an_env_defaults_to_its_presets_rule_numbers():
+    for preset in ("base", "law", "chaos"):
+        env = nmmo_jax.Env(nmmo_jax.config(preset, n_agents=16, n_pops=4))
+        expected = nmmo_jax.params(preset)
+        assert [float(x) for x in jax.tree.leaves(env.default_params)] == [
+            float(x) for x in jax.tree.leaves(expected)]
 
 
 def test_overrides_reach_static_fields_and_params():
-    cfg = nmmo_jax.config("chaos", n_agents=32, melee_damage=5, reward_mode="alive")
-    assert cfg.n_agents == 32
-    assert int(cfg.params.melee_damage) == 5 and int(cfg.params.reward_mode) == 1
-    assert int(cfg.params.range_range) == 2  # the preset still applies
+    cfg = nmmo_jax.config("chaos", n_agents=32)
+    p = nmmo_jax.params("chaos", melee_damage=5, reward_mode="alive")
+    assert cfg.n_agents == 32 and cfg.preset == "chaos"
+    assert int(p.melee_damage) == 5 and int(p.reward_mode) == 1
+    assert int(p.range_range) == 2  # the preset still applies
+
+
+def test_config_holds_no_rule_numbers():
+    assert not set(STATIC_FIELDS) & set(PARAM_FIELDS)
+    with pytest.raises(ValueError, match=r"\['melee_damage', 'reward_mode'\] are rule numbers "
+                                         r"\(Params\), not static config fields; pass them to "
+                                         r"nmmo_jax.params\('law', ...\) or nmmo_jax.make"):
+        nmmo_jax.config("law", n_agents=32, reward_mode="alive", melee_damage=5)
 
 
 def test_params_are_arrays_of_fixed_dtypes():
@@ -78,6 +98,10 @@ def test_map_too_small_for_its_border_is_rejected():
 def test_unknown_preset_is_rejected():
     with pytest.raises(ValueError, match="unknown preset 'peace'"):
         nmmo_jax.config("peace")
+    with pytest.raises(ValueError, match="unknown preset 'peace'"):
+        nmmo_jax.params("peace")
+    with pytest.raises(ValueError, match="unknown preset 'peace'"):
+        nmmo_jax.Config(preset="peace")
 
 
 def test_unknown_fields_are_rejected():
@@ -147,10 +171,22 @@ def test_what_one_hit_drains_must_fit_a_stat():
         nmmo_jax.params(vampirism=5000.0, melee_damage=10)
 
 
-def test_the_hits_on_one_agent_in_a_tick_must_fit_its_damage_stat():
+def test_the_hits_on_one_agent_in_a_tick_must_fit_its_damage_stat(key):
+    # Checked where a config and params meet: make, default_params, reset, make_state.
     with pytest.raises(ValueError, match=r"must be <= 258 with n_agents=128"):
-        nmmo_jax.config("chaos", melee_damage=300)
-    assert int(nmmo_jax.config("chaos", n_agents=8, melee_damage=4000).params.melee_damage) == 4000
+        nmmo_jax.make("chaos", melee_damage=300)
+    _, p = nmmo_jax.make("chaos", n_agents=8, melee_damage=4000)
+    assert int(p.melee_damage) == 4000
+    crowded = nmmo_jax.Env(nmmo_jax.config("chaos", n_agents=4000, n_pops=8))
+    with pytest.raises(ValueError, match=r"must be <= 8 with n_agents=4000"):
+        crowded.default_params  # noqa: B018
+    small = nmmo_jax.Env(nmmo_jax.config("chaos", map_size=24, lava_border=2, n_agents=8,
+                                         n_pops=4))
+    with pytest.raises(ValueError, match=r"must be <= 4681 with n_agents=8"):
+        small.reset(key, nmmo_jax.params("chaos", range_damage=5000))
+    with pytest.raises(ValueError, match=r"must be <= 4681 with n_agents=8"):
+        small.make_state(np.full((24, 24), GRASS, np.int8), [dict(pos=(5, 5))],
+                         nmmo_jax.params("chaos", mage_damage=5000))
 
 
 @pytest.mark.parametrize("field", ["n_agents", "map_size", "melee_damage", "regrow_prob",
@@ -158,13 +194,13 @@ def test_the_hits_on_one_agent_in_a_tick_must_fit_its_damage_stat():
 @pytest.mark.parametrize("value", ["10", None, [1, 2], True])
 def test_values_that_are_not_numbers_raise_a_type_error_naming_the_field(field, value):
     with pytest.raises(TypeError, match=rf"^{field} must be"):
-        nmmo_jax.config("chaos", **{field: value})
+        nmmo_jax.make("chaos", **{field: value})
 
 
 @pytest.mark.parametrize("value", [None, [1], True])
 def test_reward_mode_is_a_name_or_a_number(value):
     with pytest.raises(TypeError, match=r"^reward_mode must be a real number"):
-        nmmo_jax.config("chaos", reward_mode=value)
+        nmmo_jax.params("chaos", reward_mode=value)
 
 
 def test_terrain_octaves_are_bounded():

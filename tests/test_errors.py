@@ -222,6 +222,7 @@ def test_evaluate_rejects_empty_or_negative_runs(realms, ticks, name):
     (["--agents", "16", "--pops", "4", "--map-size", "32", "--lava-border", "3",
       "--zoom", "16"], r"argument --zoom: must be a slot in [0, 16), got 16"),
     (["--agents", "10", "--pops", "4"], "n_agents (10) must be divisible by n_pops (4)"),
+    (["--agents", "4000"], "must be <= 8 with n_agents=4000"),  # Chaos's melee damage 10
     (["--map", "original:200"], "argument --map: "),
     (["--map", "nowhere.npy"], "argument --map: "),
     (["--map-size", "32", "--lava-border", "3", "--map", "original:3"], "argument --map: "),

@@ -4,24 +4,28 @@ are ranked by mean lifetime with a confidence interval over realms."""
 import re
 from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import nmmo_jax
+import train
+from nmmo_jax.config import REWARD_MODES
 from nmmo_jax.policies import fighter
-from train import checkpoint
+from train import checkpoint, zoo
 from train.evaluate import (
     Competitor,
     Scripted,
     arena,
-    arena_config,
+    arena_realm,
     evaluate,
     joint_actions,
     joint_policy,
     lifetime_interval,
     lineup,
+    load_competitor,
     main,
 )
 from train.networks import ActionDist, make_network
@@ -72,7 +76,10 @@ def test_scripted_entrants_take_as_many_populations_as_the_first_checkpoint(untr
     entrants = lineup([untrained, "fighter", still])
     assert [e.name for e in entrants] == ["untrained", "fighter", "still"]
     assert entrants[1] == Scripted("fighter", fighter, 4) and entrants[2].pops == 4
-    assert arena_config(entrants, agents=24).n_pops == 12
+    cfg, rules = arena_realm(entrants, agents=24)
+    assert cfg.n_pops == 12 and int(rules.reward_mode) == REWARD_MODES[SMALL.reward_mode]
+    with pytest.raises(ValueError, match="must be <= 8 with n_agents=3996"):  # Chaos damage
+        arena_realm(entrants, agents=3996)
     with pytest.raises(ValueError, match="needs a checkpoint entrant"):
         lineup(["fighter"])
     with pytest.raises(ValueError, match="unknown policy 'pacifist'"):
@@ -86,7 +93,7 @@ def test_each_entrant_plays_only_its_own_slots(untrained):
                                 target=jnp.zeros(n, jnp.int32))
 
     entrants = lineup([untrained, west_with_mage])
-    cfg = arena_config(entrants)
+    cfg, _ = arena_realm(entrants)
     obs, _ = jax.vmap(arena(cfg).reset)(jax.random.split(jax.random.key(2), 2))
     players = (untrained.network, entrants[1])
     params = (untrained.params, None)
@@ -134,3 +141,27 @@ def test_the_command_line_ranks_a_checkpoint_against_a_scripted_policy(
     ranked = re.findall(rf"^\s+\d\.\s+[\d.]+ ticks \[{bound}, {bound}\]\s+\(\d+ deaths\)\s+(\S+)$",
                         text, re.M)
     assert sorted(ranked) == sorted([str(path), "forager"])
+
+
+def test_saved_populations_load_as_a_competitor(untrained, tmp_path):
+    path = tmp_path / "pops.msgpack"
+    zoo.save_populations(path, untrained.params, SMALL, {"lifetime": 12.5})
+    loaded = load_competitor(path, name="saved")
+    assert loaded.name == "saved" and loaded.config == SMALL
+    chex.assert_trees_all_equal(loaded.params, untrained.params)
+    assert checkpoint.read(path)["meta"] == {"lifetime": 12.5}
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_shipped_populations_load_in_one_line_and_play(name):
+    competitor = train.pretrained(name)
+    assert competitor.name == f"pretrained:{name}" and competitor.config.preset == name
+    result = evaluate([competitor], jax.random.key(0), realms=2, ticks=20)
+    assert result["competitors"][0]["name"] == f"pretrained:{name}"
+
+
+def test_unknown_pretrained_populations_name_the_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["pretrained:nowhere"])
+    assert f"no pretrained populations 'nowhere'; choose one of {zoo.names()}" in (
+        capsys.readouterr().err)

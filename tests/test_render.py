@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from PIL import Image
 
+import nmmo_jax
 from nmmo_jax import render
 from nmmo_jax.config import FOREST, GRASS, LAVA, MELEE, N_FEATURES, WATER, Feature
 from nmmo_jax.policies import forager, random_policy
@@ -93,23 +94,37 @@ def test_frame_crops_the_lava_ring_to_a_thin_margin(small_cfg, scene):
                                    tile_px * small_cfg.map_size, 3)
 
 
+def health_bar(painter, col: int, health: float) -> tuple[int, int]:
+    """(length, thickness) in pixels of the bar in the colour of `health` (a fraction) over
+    the agent at row 20, column `col`."""
+    image = painter.image()
+    tile_px = render.MAP_PX // shown_tiles(painter.cfg)
+    color = np.round(np.asarray(render.HEALTH_COLORS(health)[:3]) * 255)
+    y, x = painter.pixel(19.05, col)  # the bar's row, above the disc
+    length = sum(close(p, color, tol=10) for p in image[y, x - tile_px:x + tile_px])
+    x_fill = x - int(0.6 * tile_px) + 2  # inside the filled part
+    column = image[y - tile_px // 2:y + tile_px // 2, x_fill]
+    return length, sum(close(p, color, tol=10) for p in column)
+
+
 def test_health_bars_are_thick_and_as_long_as_the_health(small_cfg, scene):
     """Slot 1 has full health and slot 2 half: slot 2's coloured bar is half as long, and
     both are at least BAR_PX pixels thick."""
     painter = render.Painter(small_cfg).draw(scene)
-    image = painter.image()
-    tile_px = render.MAP_PX // shown_tiles(small_cfg)
-    lengths = []
-    for col, health in ((20, 1.0), (22, 0.5)):
-        color = np.round(np.asarray(render.HEALTH_COLORS(health)[:3]) * 255)
-        y, x = painter.pixel(19.05, col)  # the bar's row, above the disc
-        row = image[y, x - tile_px:x + tile_px]
-        lengths.append(sum(close(p, color, tol=10) for p in row))
-        x_fill = x - int(0.6 * tile_px) + 2  # inside the filled part
-        column = image[y - tile_px // 2:y + tile_px // 2, x_fill]
-        assert sum(close(p, color, tol=10) for p in column) >= render.BAR_PX
-    assert lengths[0] >= tile_px  # 1.2 tiles long when full
-    assert abs(lengths[1] / lengths[0] - 0.5) < 0.1
+    (full, full_thickness), (half, half_thickness) = (
+        health_bar(painter, 20, 1.0), health_bar(painter, 22, 0.5))
+    assert min(full_thickness, half_thickness) >= render.BAR_PX
+    assert full >= render.MAP_PX // shown_tiles(small_cfg)  # 1.2 tiles long when full
+    assert abs(half / full - 0.5) < 0.1
+
+
+def test_health_bars_follow_the_realms_max_health(small_cfg, scene):
+    """Under params with max_health 20, slot 1's 10 health is half a bar, drawn as long
+    and in the same colour as half health under the preset's max_health of 10."""
+    preset = health_bar(render.Painter(small_cfg).draw(scene), 22, 0.5)
+    doubled = render.Painter(small_cfg, params=nmmo_jax.params("chaos", max_health=20))
+    length, thickness = health_bar(doubled.draw(scene), 20, 0.5)
+    assert abs(length - preset[0]) <= 1 and thickness == preset[1]  # 1 px: rounding
 
 
 def test_attack_and_frozen_colours_belong_to_no_population():
@@ -218,7 +233,8 @@ def test_gif_has_one_frame_per_recorded_state(trajectory, tmp_path):
     ticks = 4
     short = render.Trajectory(states=jax.tree.map(lambda x: x[:ticks + 1], trajectory.states),
                               info=jax.tree.map(lambda x: x[:ticks], trajectory.info),
-                              visits=trajectory.visits, cfg=trajectory.cfg)
+                              visits=trajectory.visits, params=trajectory.params,
+                              cfg=trajectory.cfg)
     path = render.save_gif(short, tmp_path / "rollout.gif", fps=5, progress=False)
     with Image.open(path) as gif:
         assert gif.n_frames == ticks + 1

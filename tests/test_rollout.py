@@ -121,16 +121,17 @@ def test_make_builds_the_preset_with_overrides():
     env, params = nmmo_jax.make("law", n_agents=32, n_pops=4, melee_damage=5)
     assert isinstance(env, nmmo_jax.Env)
     assert (env.cfg.preset, env.n_agents, env.n_pops) == ("law", 32, 4)
-    expected = nmmo_jax.config("law", n_agents=32, n_pops=4, melee_damage=5).params
-    assert_trees_equal(params, expected)
+    assert_trees_equal(params, nmmo_jax.params("law", melee_damage=5))
     assert int(params.melee_damage) == 5 and int(params.mage_freeze) == 0
 
 
 def test_make_defaults_to_chaos_and_names_bad_overrides():
     env, params = nmmo_jax.make()
     assert env.cfg.preset == "chaos"
-    assert_trees_equal(params, nmmo_jax.config("chaos").params)
-    with pytest.raises(ValueError, match="unknown config fields \\['speed'\\]"):
+    assert_trees_equal(params, nmmo_jax.params("chaos"))
+    assert_trees_equal(params, env.default_params)
+    listed = r"unknown fields \['speed'\]; static \(Config\): .*'n_agents'.*; rule numbers"
+    with pytest.raises(ValueError, match=listed + r" \(Params\): .*'melee_damage'"):
         nmmo_jax.make("chaos", speed=2)
     with pytest.raises(ValueError, match="unknown preset 'peace'"):
         nmmo_jax.make("peace")

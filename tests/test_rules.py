@@ -250,6 +250,24 @@ def test_moves_off_the_map_are_noops(env, chaos):
     assert [pos(state, i) for i in range(4)] == corners
 
 
+def test_the_move_mask_marks_exactly_the_moves_that_change_the_tile(env, chaos):
+    # Slot 0 between water (east) and stone (south), grass west, lava north; slot 1 on the
+    # map's west edge; slot 2 frozen; slot 3 empty. Then every move of every slot is tried.
+    tiles = arena(env.cfg, water=[(16, 17)], stone=[(17, 16)], lava=[(15, 16)])
+    tiles[5, 0] = GRASS
+    agents = [dict(pos=CENTRE), dict(pos=(5, 0)), dict(pos=(20, 20), freeze=2)]
+    obs, state = env.make_state(tiles, agents, chaos)
+    mask = np.asarray(obs.move_mask)
+    assert mask[0].tolist() == [True, False, False, True, True]
+    assert mask[1].tolist() == [True, True, True, False, True]
+    assert mask[2].tolist() == mask[3].tolist() == [True, False, False, False, False]
+    for choice in range(5):
+        _, moved, *_ = run(env, state, chaos, moves={i: choice for i in range(3)})
+        for slot in range(3):
+            changed = pos(moved, slot) != pos(state, slot)
+            assert changed == (bool(mask[slot, choice]) and choice != STAY)
+
+
 def test_agents_may_share_a_tile(env, chaos):
     _, state = env.make_state(arena(env.cfg), [dict(pos=(16, 15)), dict(pos=(16, 17))], chaos)
     _, state, *_ = run(env, state, chaos, moves={0: EAST, 1: WEST})

@@ -25,6 +25,12 @@ def full_cfg() -> nmmo_jax.Config:
 
 
 @pytest.fixture(scope="module")
+def full_params() -> nmmo_jax.Params:
+    """The Chaos rule numbers, thresholds included."""
+    return nmmo_jax.params("chaos")
+
+
+@pytest.fixture(scope="module")
 def generate(full_cfg):
     """(key, params) -> (map, normalised noise field of the whole map), jitted."""
     return jax.jit(lambda k, p: (terrain.generate(k, full_cfg, p),
@@ -38,10 +44,10 @@ def generate_many(full_cfg):
 
 
 @pytest.fixture(scope="module")
-def maps(generate_many, full_cfg) -> np.ndarray:
+def maps(generate_many, full_params) -> np.ndarray:
     """N_MAPS generated realms, [B, 80, 80]."""
     keys = jax.random.split(jax.random.key(0), N_MAPS)
-    return np.asarray(generate_many(keys, full_cfg.params))
+    return np.asarray(generate_many(keys, full_params))
 
 
 def interior(tiles: np.ndarray, cfg: nmmo_jax.Config) -> np.ndarray:
@@ -159,13 +165,13 @@ def test_field_in_float32_follows_the_float64_formula():
         np.testing.assert_allclose(approx, exact, rtol=0, atol=1e-4)
 
 
-def test_field_is_normalised_over_the_whole_map(generate, full_cfg):
+def test_field_is_normalised_over_the_whole_map(generate, full_cfg, full_params):
     # SPEC §1: the field is divided by its maximum over all H x W tiles, and the interior
     # is classified from that field.
-    thresholds = tuple(np.asarray(t) for t in terrain.thresholds(full_cfg.params))
+    thresholds = tuple(np.asarray(t) for t in terrain.thresholds(full_params))
     peaks_outside = 0
     for seed in range(3, 7):
-        tiles, v = (np.asarray(x) for x in generate(jax.random.key(seed), full_cfg.params))
+        tiles, v = (np.asarray(x) for x in generate(jax.random.key(seed), full_params))
         assert v.shape == (full_cfg.map_size, full_cfg.map_size)
         assert v.max() == 1.0 and v.min() >= 0.0
         peaks_outside += interior(v, full_cfg).max() < 1.0
@@ -229,24 +235,24 @@ def test_walkable_land_is_mostly_one_region(maps):
     assert np.mean(shares) > 0.95
 
 
-def test_same_key_same_map_different_keys_different_maps(generate, full_cfg):
-    make = lambda k: np.asarray(generate(k, full_cfg.params)[0])  # noqa: E731
+def test_same_key_same_map_different_keys_different_maps(generate, full_params):
+    make = lambda k: np.asarray(generate(k, full_params)[0])  # noqa: E731
     first = make(jax.random.key(7))
     assert np.array_equal(first, make(jax.random.key(7)))
     assert np.mean(first != make(jax.random.key(8))) > 0.2
 
 
-def test_generation_vmaps_like_single_calls(maps, generate, full_cfg):
+def test_generation_vmaps_like_single_calls(maps, generate, full_params):
     keys = jax.random.split(jax.random.key(0), N_MAPS)
     for i in (0, N_MAPS - 1):
-        single = np.asarray(generate(keys[i], full_cfg.params)[0])
+        single = np.asarray(generate(keys[i], full_params)[0])
         assert np.array_equal(maps[i], single)
     assert len({m.tobytes() for m in maps}) == N_MAPS
 
 
-def test_thresholds_are_params(full_cfg, generate_many):
+def test_thresholds_are_params(full_cfg, full_params, generate_many):
     keys = jax.random.split(jax.random.key(0), N_MAPS)
-    dry = full_cfg.params.replace(water_threshold=full_cfg.params.water_threshold * 0)
+    dry = full_params.replace(water_threshold=full_params.water_threshold * 0)
     tiles = np.asarray(generate_many(keys, dry))
     assert not (interior(tiles, full_cfg) == WATER).any()
     assert (interior(tiles, full_cfg) == GRASS).mean() > 0.4

@@ -34,7 +34,7 @@ from train.populations import (
     sample_actions,
     to_pops,
 )
-from train.ppo import TrainConfig, make_train, ppo_loss
+from train.ppo import TrainConfig, gae, make_train, ppo_loss
 from train.train import (
     CHECKPOINT,
     METRICS,
@@ -109,6 +109,28 @@ def test_the_whole_run_as_one_program_matches_the_chunks(trainer, first_chunks):
     for a, b in zip(jax.tree.leaves(final.params), jax.tree.leaves(chunked.params),
                     strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_gae_by_hand_across_a_death_and_the_rollout_cut():
+    # One slot, 4 ticks: an agent lives ticks 0-1 and dies on tick 1 (done); a new agent
+    # spawns into the slot and lives ticks 2-3, cut by the end of the rollout.
+    gamma, lam = 0.9, 0.5
+    value = jnp.array([1.0, 2.0, 3.0, 4.0])[:, None]  # [T, 1]
+    reward = jnp.array([1.0, 0.0, 1.0, 1.0])[:, None]
+    done = jnp.array([False, True, False, False])[:, None]
+    last_value = jnp.array([5.0])  # the value of the observation after the cut
+    # deltas: r + gamma * V(next) * (1 - done) - V
+    d3 = 1.0 + 0.9 * 5.0 - 4.0  # bootstrapped from the last value: 1.5
+    d2 = 1.0 + 0.9 * 4.0 - 3.0  # 1.6
+    d1 = 0.0 - 2.0  # the death: nothing after it, -2.0
+    d0 = 1.0 + 0.9 * 2.0 - 1.0  # 1.8
+    a3 = d3
+    a2 = d2 + gamma * lam * a3  # 1.6 + 0.45 * 1.5 = 2.275
+    a1 = d1  # no advantage flows back across the death from the next agent
+    a0 = d0 + gamma * lam * a1  # 1.8 + 0.45 * -2.0 = 0.9
+    advantage, target = gae(value, reward, done, last_value, gamma, lam)
+    np.testing.assert_allclose(advantage[:, 0], [a0, a1, a2, a3], rtol=1e-6)
+    np.testing.assert_allclose(target[:, 0], [a0 + 1, a1 + 2, a2 + 3, a3 + 4], rtol=1e-6)
 
 
 def test_population_split_round_trips_and_follows_slot_modulo():
@@ -518,7 +540,7 @@ def test_cli_flags_reach_the_config():
     assert config.same_init and config.algo == "pg" and config.out == "runs/x" and args.resume
     env_cfg = config.env_config()
     assert (env_cfg.n_agents, env_cfg.n_pops, env_cfg.map_size) == (32, 2, 40)
-    assert int(env_cfg.params.reward_mode) == REWARD_MODES["alive"]
+    assert int(config.env_params().reward_mode) == REWARD_MODES["alive"]
     defaults, _ = parse_args([])
     assert defaults == TrainConfig()
 

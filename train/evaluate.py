@@ -37,7 +37,7 @@ import nmmo_jax
 from nmmo_jax.cli import HelpFormatter
 from nmmo_jax.policies import POLICIES, Policy
 from nmmo_jax.rollout import Tick
-from train import checkpoint
+from train import checkpoint, zoo
 from train.networks import ActionDist, PolicyOutput, make_network
 from train.populations import from_pops, init_populations, to_pops
 from train.ppo import TrainConfig
@@ -65,7 +65,11 @@ class Scripted(NamedTuple):
 
 
 def load_competitor(path: str | os.PathLike, name: str | None = None) -> Competitor:
-    """The network and population parameters stored in a training checkpoint."""
+    """The network and population parameters stored in a training checkpoint, or in the
+    shipped populations `pretrained:NAME` (`train.zoo`)."""
+    if str(path).startswith(zoo.PREFIX):
+        name = name or str(path)
+        path = zoo.path(str(path)[len(zoo.PREFIX):])
     stored = checkpoint.read(path)["config"]
     known = {f for f in TrainConfig.__dataclass_fields__}
     config = TrainConfig(**{k: v for k, v in stored.items() if k in known})
@@ -153,10 +157,11 @@ def joint_actions(players: Sequence[Any], params: Sequence[Any], key: jax.Array,
     return actions
 
 
-def arena_config(entrants: Sequence[Competitor | Scripted], agents: int | None = None
-                 ) -> nmmo_jax.Config:
-    """The realm the entrants meet in: the first checkpoint's rules and map, every
-    entrant's populations, `agents` slots (default: the first checkpoint's)."""
+def arena_realm(entrants: Sequence[Competitor | Scripted], agents: int | None = None
+                ) -> tuple[nmmo_jax.Config, nmmo_jax.Params]:
+    """The realm the entrants meet in, as (config, rule numbers): the first checkpoint's
+    rules and map, every entrant's populations, `agents` slots (default: the first
+    checkpoint's). Raises `ValueError` for entrants that cannot share a realm."""
     if agents is not None:
         _check_count("agents", agents)
     competitors = [e for e in entrants if isinstance(e, Competitor)]
@@ -170,9 +175,11 @@ def arena_config(entrants: Sequence[Competitor | Scripted], agents: int | None =
     if agents % n_pops:
         raise ValueError(f"{agents} agent slots cannot be split among {n_pops} populations; "
                          f"choose --agents as a multiple of {n_pops}")
-    return nmmo_jax.config(first.preset, map_size=first.map_size, lava_border=first.lava_border,
-                           n_agents=agents, n_pops=n_pops, n_entities=first.entities,
-                           reward_mode=first.reward_mode)
+    cfg = nmmo_jax.config(first.preset, map_size=first.map_size, lava_border=first.lava_border,
+                          n_agents=agents, n_pops=n_pops, n_entities=first.entities)
+    params = first.env_params()
+    arena(cfg).check_params(params)
+    return cfg, params
 
 
 def _check_count(name: str, value: Any) -> None:
@@ -185,8 +192,7 @@ def _check_count(name: str, value: Any) -> None:
 def arena(cfg: nmmo_jax.Config) -> nmmo_jax.Env:
     """One `Env` per arena shape, so that evaluations of the same shape share programs.
 
-    Configs compare by their static fields only; callers pass the rule numbers
-    explicitly, so a cached `Env`'s default params are never used."""
+    A config holds only static fields; callers pass the rule numbers explicitly."""
     return nmmo_jax.Env(cfg)
 
 
@@ -254,10 +260,10 @@ def evaluate(entrants: Sequence[Competitor | Scripted | str | Policy], key: jax.
     _check_count("realms", realms)
     _check_count("ticks", ticks)
     entrants = lineup(entrants)
-    cfg = arena_config(entrants, agents)
+    cfg, rules = arena_realm(entrants, agents)
     players, params = _players(entrants)
     deaths, lifetime = (np.asarray(x, np.float64) for x in _play(
-        arena(cfg), players, params, cfg.params, key, realms, ticks))  # [R, P] each
+        arena(cfg), players, params, rules, key, realms, ticks))  # [R, P] each
     table, offset = [], 0
     for e in entrants:
         own = slice(offset, offset + e.pops)
@@ -281,14 +287,14 @@ def save_gif(entrants: Sequence[Competitor | Scripted | str | Policy], key: jax.
 
     _check_count("ticks", ticks)
     entrants = lineup(entrants)
-    cfg = arena_config(entrants, agents)
+    cfg, rules = arena_realm(entrants, agents)
     players, params = _players(entrants)
 
     def policy(key: jax.Array, obs: nmmo_jax.Observation) -> nmmo_jax.Actions:
         batched = jax.tree.map(lambda x: x[None], obs)
         return jax.tree.map(lambda x: x[0], joint_actions(players, params, key, batched))
 
-    trajectory = render.record(arena(cfg), policy, key, cfg.params, ticks=ticks)
+    trajectory = render.record(arena(cfg), policy, key, rules, ticks=ticks)
     return render.save_gif(trajectory, path, progress=False)
 
 
@@ -296,7 +302,9 @@ def main(argv: list[str] | None = None, prog: str = "nmmo-eval") -> None:
     """Runs a tournament of checkpoints and scripted policies and prints the ranking."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0],
                                      formatter_class=HelpFormatter)
-    parser.add_argument("checkpoints", nargs="+", help="training checkpoint files")
+    parser.add_argument("checkpoints", nargs="+",
+                        help="training checkpoint files, or pretrained:NAME for shipped "
+                             "populations (pretrained:chaos, pretrained:law)")
     parser.add_argument("--vs", action="append", choices=sorted(POLICIES), default=None,
                         help="a scripted policy as one more entrant, with as many populations "
                              "as the first checkpoint (repeatable): %(choices)s "
@@ -319,7 +327,7 @@ def main(argv: list[str] | None = None, prog: str = "nmmo-eval") -> None:
 
     try:  # unreadable checkpoints, or entrants that cannot share a realm
         entrants = lineup([load_competitor(p) for p in args.checkpoints] + (args.vs or []))
-        arena_config(entrants, args.agents)
+        arena_realm(entrants, args.agents)
     except ValueError as err:
         parser.error(str(err))
     key = jax.random.key(args.seed)

@@ -1,9 +1,10 @@
 """Flax (linen) policy-value networks for one population, and their action distribution.
 
-Both networks read an `nmmo_jax.Observation` with any leading batch shape [...] and
-return a `PolicyOutput`:
+Every network reads an `nmmo_jax.Observation` with any leading batch shape [...] and
+returns a `PolicyOutput`:
 
-  move_logits    [..., 5]     stay / east / south / west / north
+  move_logits    [..., 5]     stay / east / south / west / north, MASKED where
+                              `move_mask` is False (a move that changes nothing)
   style_logits   [..., 3]     melee / range / mage
   target_logits  [..., 3, K]  a score for every entity slot under every style, masked
                               by that style's row of `target_mask`
@@ -12,8 +13,11 @@ return a `PolicyOutput`:
 `ReferencePolicy` is the architecture of SPEC §8 (H = 32): tile ids embedded 7 -> 7 and
 concatenated with the agent counts (15 * 15 * 8 inputs) -> Dense H; own features ->
 Dense H; entity features -> Dense H, max-pooled over the filled entity slots; the three
-concatenated -> Dense H. `LargePolicy` is wider, reads the window with a small conv
-net and lets the entities attend to each other before pooling.
+concatenated -> Dense H. `FovealPolicy` (the trainer's default) is the same network
+with the window read as a sharp 5 x 5 centre and a surround pooled in 3 x 3 blocks (400
+inputs instead of 1,800): a fifth of the window layer's work, and in two-seed probes it
+learned faster per sample as well. `LargePolicy` is wider, reads the window with a
+small conv net and lets the entities attend to each other before pooling.
 
 The target head scores slot k under style s as <q_s, e_k> / sqrt(H): the query q_s is a
 Dense of the state concatenated with style s's embedding, e_k slot k's encoded features
@@ -27,7 +31,7 @@ mostly does not attack, instead of hitting random neighbours.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import distrax
 import flax.linen as nn
@@ -43,7 +47,7 @@ MASKED = -1e9  # logit of an illegal choice: probability 0, entropy term 0, no N
 class PolicyOutput(NamedTuple):
     """Logits of the three action heads and the value; see the module docstring."""
 
-    move_logits: jax.Array  # [..., 5]
+    move_logits: jax.Array  # [..., 5], MASKED where move_mask is False
     style_logits: jax.Array  # [..., 3]
     target_logits: jax.Array  # [..., 3, K], MASKED where target_mask is False
     value: jax.Array  # [...]
@@ -75,10 +79,10 @@ class Heads(nn.Module):
     noop_bias: float = 0.0
 
     @nn.compact
-    def __call__(self, state: jax.Array, entities: jax.Array, target_mask: jax.Array
-                 ) -> PolicyOutput:
-        # state [..., H], entities [..., K, H], target_mask [..., 3, K]
-        move = nn.Dense(N_MOVES, name="move")(state)
+    def __call__(self, state: jax.Array, entities: jax.Array, target_mask: jax.Array,
+                 move_mask: jax.Array) -> PolicyOutput:
+        # state [..., H], entities [..., K, H], target_mask [..., 3, K], move_mask [..., 5]
+        move = jnp.where(move_mask, nn.Dense(N_MOVES, name="move")(state), MASKED)
         style = nn.Dense(N_STYLES, name="style")(state)
         style_emb = self.param("style_embedding", nn.initializers.normal(1.0),
                                (N_STYLES, self.hidden))  # [3, H]
@@ -129,22 +133,66 @@ class WindowEncoder(nn.Module):
                 + counts @ kernel[:, self.embed] + bias)
 
 
+class FovealEncoder(nn.Module):
+    """Dense(features) of a sharp centre and a pooled surround of the window.
+
+    Each tile is its one-hot id and its agent count (8 channels). The centre, the
+    (2 * fovea + 1)^2 tiles around the agent, goes in tile by tile; the whole window goes
+    in as blocks of block x block tiles, each the mean of its tiles' channels (the share
+    of water, forest, ... in the block and its mean count). With V = 15 that is 25 + 25
+    cells of 8 channels, 400 inputs instead of the reference's 1,800: a fifth of the
+    window layer's work, keeping where things are near the agent and which way they lie
+    farther off.
+    """
+
+    features: int
+    fovea: int = 2
+    block: int = 3
+
+    @nn.compact
+    def __call__(self, tiles: jax.Array, counts: jax.Array) -> jax.Array:
+        # tiles, counts [..., V, V] int8 -> [..., features]
+        v, batch = tiles.shape[-1], tiles.shape[:-2]
+        cells = jnp.concatenate(
+            [(tiles[..., None] == jnp.arange(N_TILE_TYPES, dtype=tiles.dtype)),
+             counts[..., None]], axis=-1).astype(jnp.float32)  # [..., V, V, 8]
+        c, f = v // 2, min(self.fovea, v // 2)
+        centre = cells[..., c - f:c + f + 1, c - f:c + f + 1, :]
+        side = -(-v // self.block)  # blocks per side; a ragged edge is zero-padded
+        pad = [(0, 0)] * len(batch) + [(0, side * self.block - v)] * 2 + [(0, 0)]
+        blocks = jnp.pad(cells, pad).reshape(
+            batch + (side, self.block, side, self.block, cells.shape[-1]))
+        surround = blocks.mean(axis=(-4, -2))  # [..., side, side, 8]
+        flat = jnp.concatenate([centre.reshape(batch + (-1,)), surround.reshape(batch + (-1,))],
+                               axis=-1)
+        return nn.Dense(self.features, name="dense")(flat)
+
+
 class ReferencePolicy(nn.Module):
     """SPEC §8's encoder (embed + linear layers, H = 32) with the shared heads."""
 
     hidden: int = 32
     noop_bias: float = 0.0
+    window: ClassVar[type[nn.Module]] = WindowEncoder
 
     @nn.compact
     def __call__(self, obs: nmmo_jax.Observation) -> PolicyOutput:
         h = self.hidden
-        grid = nn.relu(WindowEncoder(h, name="grid")(obs.tiles, obs.counts))
+        grid = nn.relu(self.window(h, name="grid")(obs.tiles, obs.counts))
         own = nn.relu(nn.Dense(h, name="own")(obs.own))
         entities = nn.relu(nn.Dense(h, name="entities")(obs.entities))  # [..., K, H]
         pooled = _masked_max(entities, obs.entity_mask)
         state = nn.relu(nn.Dense(h, name="state")(
             jnp.concatenate([grid, own, pooled], axis=-1)))
-        return Heads(h, self.noop_bias, name="heads")(state, entities, obs.target_mask)
+        return Heads(h, self.noop_bias, name="heads")(state, entities, obs.target_mask,
+                                                       obs.move_mask)
+
+
+class FovealPolicy(ReferencePolicy):
+    """The reference network with the window read by `FovealEncoder`: the same state,
+    entity and head layers, a fifth of the window layer's work."""
+
+    window: ClassVar[type[nn.Module]] = FovealEncoder
 
 
 class LargePolicy(nn.Module):
@@ -176,15 +224,16 @@ class LargePolicy(nn.Module):
         state = nn.relu(nn.Dense(h, name="state1")(
             jnp.concatenate([grid, own, pooled], axis=-1)))
         state = nn.relu(nn.Dense(h, name="state2")(state))
-        return Heads(h, self.noop_bias, name="heads")(state, entities, obs.target_mask)
+        return Heads(h, self.noop_bias, name="heads")(state, entities, obs.target_mask,
+                                                       obs.move_mask)
 
 
-NETWORKS = {"reference": ReferencePolicy, "large": LargePolicy}
+NETWORKS = {"reference": ReferencePolicy, "foveal": FovealPolicy, "large": LargePolicy}
 
 
-def make_network(name: str = "reference", hidden: int | None = None,
+def make_network(name: str = "foveal", hidden: int | None = None,
                  noop_bias: float = 0.0) -> nn.Module:
-    """The network called `name` ("reference" or "large"), with its default width unless
+    """The network called `name` (a key of `NETWORKS`), with its default width unless
     `hidden` is given; `noop_bias` initialises the target head's offset on the no-op
     (self) target."""
     if name not in NETWORKS:

@@ -107,6 +107,7 @@ from jax.sharding import PartitionSpec as P
 import nmmo_jax
 from nmmo_jax import terrain
 from nmmo_jax.config import CAUSE_NAMES, REWARD_MODES
+from nmmo_jax.rollout import Tick
 from train.networks import NETWORKS, ActionDist, PolicyOutput, make_network
 from train.populations import (
     act_live,
@@ -153,7 +154,8 @@ class TrainConfig:
     weight_decay: float = 1e-5  # AdamW weight decay
     max_grad_norm: float = 5.0  # per-population gradient clipping
     # network and populations
-    network: str = "reference"  # "reference" (SPEC §8, H=32) or "large"
+    network: str = "foveal"  # "foveal" (SPEC §8's with a cheaper window layer), "reference"
+    # (SPEC §8, H=32) or "large"
     hidden: int = 0  # 0: the network's default width
     noop_bias: float = 3.0  # initial target-head logit offset on the no-op (self) target
     act_chunk: int = 64  # live slots per population per rollout network call, per device
@@ -168,11 +170,14 @@ class TrainConfig:
         _check_train_config(self)
 
     def env_config(self) -> nmmo_jax.Config:
-        """The environment's static config and rule numbers for this run."""
+        """The environment's static config for this run."""
         return nmmo_jax.config(
             self.preset, map_size=self.map_size, lava_border=self.lava_border,
-            n_agents=self.agents, n_pops=self.pops, n_entities=self.entities,
-            reward_mode=self.reward_mode)
+            n_agents=self.agents, n_pops=self.pops, n_entities=self.entities)
+
+    def env_params(self) -> nmmo_jax.Params:
+        """The environment's rule numbers for this run: the preset's, with its reward."""
+        return nmmo_jax.params(self.preset, reward_mode=self.reward_mode)
 
     @property
     def steps_per_update(self) -> int:
@@ -186,7 +191,8 @@ class TrainConfig:
 
 
 # Ranges of the numeric fields; the realm's own fields (map size, agents, ...) are checked
-# by `nmmo_jax.config` when `env_config` builds the realm.
+# by `nmmo_jax.config` when `env_config` builds the realm, and with the rule numbers by
+# `Env.check_params`.
 _AT_LEAST_ONE = ("agents", "pops", "realms", "rollout", "chunk", "epochs", "minibatch_size",
                  "act_chunk", "checkpoint_every")
 _AT_LEAST_ZERO = ("devices", "hidden", "seed", "eval_ticks", "vf_coef", "ent_coef",
@@ -225,6 +231,7 @@ def _check_train_config(config: TrainConfig) -> None:
         raise ValueError("out must name an output folder, got ''")
     try:
         env_cfg = config.env_config()
+        nmmo_jax.Env(env_cfg).check_params(config.env_params())
     except (TypeError, ValueError) as err:
         raise ValueError(f"preset, agents, pops, map_size, lava_border and entities do not "
                          f"make a valid realm: {err}") from None
@@ -241,6 +248,14 @@ class Transition(NamedTuple):
     reward: jax.Array  # scaled
     done: jax.Array
     valid: jax.Array  # the slot held a live agent when it acted (obs.alive)
+
+
+class Batch(NamedTuple):
+    """What the minibatch steps learn from: every population's samples, leaves [P, S, ...]."""
+
+    transition: Transition
+    advantage: jax.Array  # normalised over the population's live samples
+    target: jax.Array  # the value target (advantage before normalisation + value)
 
 
 class RunnerState(struct.PyTreeNode):
@@ -375,7 +390,7 @@ class Trainer:
         self.config = config
         env_cfg = config.env_config()
         self.env = nmmo_jax.Env(env_cfg)
-        self.env_params = self.env.default_params
+        self.env_params = config.env_params()
         self.tiles = terrain.load_map(config.map, env_cfg)
         self.network = make_network(config.network, config.hidden or None, config.noop_bias)
         self.optimizer = optax.chain(
@@ -436,27 +451,30 @@ class Trainer:
 
     def _rollout(self, runner: RunnerState, key: jax.Array
                  ) -> tuple[RunnerState, Transition, dict[str, jax.Array]]:
-        """T ticks of this device's realms; the stats are this device's sums."""
-        cfg, env = self.config, self.env
+        """T ticks of this device's realms (`nmmo_jax.rollout`); the stats are this
+        device's sums, [P] each ([P, 3] for the causes of death)."""
+        cfg = self.config
 
-        def tick(carry, key):
-            env_state, obs = carry
-            act_key, step_key = jax.random.split(key)
+        def policy(key: jax.Array, obs: nmmo_jax.Observation) -> tuple[Any, Any]:
             noise = jax.vmap(lambda k: action_noise(k, (cfg.agents,), cfg.entities))(
-                self._realm_keys(act_key))  # leaves [b, N, ...]
+                self._realm_keys(key))  # leaves [b, N, ...]
             acted = act_live(self.network, runner.params, obs, noise, cfg.act_chunk)
-            next_obs, env_state, reward, done, info = jax.vmap(env.step, (0, 0, 0, None))(
-                self._realm_keys(step_key), env_state, acted.actions, self.env_params)
-            step = Transition(obs, acted.actions, acted.log_prob, acted.value,
-                              reward * cfg.reward_scale, done, obs.alive)
+            return acted.actions, acted
+
+        def observe(tick: Tick) -> tuple[Transition, dict[str, jax.Array]]:
+            acted, info = tick.act[1], tick.info
+            step = Transition(tick.obs, acted.actions, acted.log_prob, acted.value,
+                              tick.reward * cfg.reward_scale, tick.done, tick.obs.alive)
             causes = jax.nn.one_hot(info.cause, len(CAUSE_NAMES), dtype=jnp.int32)[..., 1:]
             stats = {"deaths": info.pop_deaths.sum(0), "lifetime_sum": info.pop_lifetime.sum(0),
-                     "live": info.pop_alive.sum(0),  # [P] each
-                     "causes": to_pops(causes, cfg.pops, 1).sum((1, 2))}  # [P, 3]
-            return (env_state, next_obs), (step, stats)
+                     "live": info.pop_alive.sum(0),
+                     "causes": to_pops(causes, cfg.pops, 1).sum((1, 2))}
+            return step, stats
 
-        (env_state, obs), (traj, stats) = jax.lax.scan(
-            tick, (runner.env_state, runner.obs), jax.random.split(key, cfg.rollout))
+        (obs, env_state), (traj, stats) = nmmo_jax.rollout(
+            self.env, policy, key, cfg.rollout, self.env_params,
+            start=(runner.obs, runner.env_state), realms=self.local_realms, observe=observe,
+            vmap_policy=False, realm_keys=lambda key, _: self._realm_keys(key))
         runner = runner.replace(env_state=env_state, obs=obs)
         return runner, traj, jax.tree.map(lambda x: x.sum(0), stats)
 
@@ -464,47 +482,55 @@ class Trainer:
         """The summed stats of one rollout from `runner` (its key), without learning."""
         return jax.lax.psum(self._rollout(runner, runner.key)[2], REALM)
 
-    def _update(self, runner: RunnerState, _: Any = None
-                ) -> tuple[RunnerState, dict[str, jax.Array]]:
+    def _batch(self, runner: RunnerState, traj: Transition) -> Batch:
+        """The rollout as every population's samples, leaves [P, S, ...] (S = T * b * N /
+        P), with GAE advantages normalised over each population's live samples (on every
+        device) and value targets."""
         cfg = self.config
-        key, rollout_key, epoch_key = jax.random.split(runner.key, 3)
-        runner, traj, stats = self._rollout(runner, rollout_key)  # traj leaves [T, b, N, ...]
-        stats = jax.lax.psum(stats, REALM)
         last_value = apply_populations(self.network, runner.params, runner.obs).value
         lam = 1.0 if cfg.algo == "pg" else cfg.gae_lambda
         advantage, target = gae(traj.value, traj.reward, traj.done, last_value, cfg.gamma, lam)
 
-        # Per population: [T, b, N, ...] -> [P, S, ...] with S = T * b * N / P samples.
-        def by_pop(x: jax.Array) -> jax.Array:
+        def by_pop(x: jax.Array) -> jax.Array:  # [T, b, N, ...] -> [P, S, ...]
             x = to_pops(x, cfg.pops, axis=2)
             return x.reshape((cfg.pops, -1) + x.shape[4:])
 
-        data = jax.tree.map(by_pop, (traj, advantage, target))
-        valid = data[0].valid
-        mean = global_mean(data[1], valid, axis=1)[:, None]
-        std = jnp.sqrt(global_mean((data[1] - mean) ** 2, valid, axis=1))[:, None]
-        data = (data[0], (data[1] - mean) / (std + 1e-8), data[2])
+        batch = Batch(*jax.tree.map(by_pop, (traj, advantage, target)))
+        valid = batch.transition.valid
+        mean = global_mean(batch.advantage, valid, axis=1)[:, None]
+        std = jnp.sqrt(global_mean((batch.advantage - mean) ** 2, valid, axis=1))[:, None]
+        return batch._replace(advantage=(batch.advantage - mean) / (std + 1e-8))
 
+    def _learn(self, runner: RunnerState, batch: Batch, key: jax.Array
+               ) -> tuple[RunnerState, LossAux, jax.Array]:
+        """Epochs of minibatch steps over the live samples of `batch`; returns the runner
+        with new parameters and optimiser state, the loss terms averaged over the steps
+        ([P] each) and the gradient steps per epoch."""
+        cfg = self.config
         epochs = 1 if cfg.algo == "pg" else cfg.epochs
-        batch_size = self.local_minibatch
+        size = self.local_minibatch
+        valid = batch.transition.valid  # [P, S]
         live = jnp.sum(valid, axis=1)  # [P], this device's
         # Gradient steps per epoch: as many as the device and population with the most
         # live samples needs, the same on every device (each step reduces across them).
-        steps = jax.lax.pmax((jnp.max(live) + batch_size - 1) // batch_size, REALM)
+        steps = jax.lax.pmax((jnp.max(live) + size - 1) // size, REALM)
         grad_fn = jax.vmap(jax.value_and_grad(
-            lambda p, b, a, t, n: ppo_loss(self.network, cfg, p, b, a, t, n), has_aux=True))
+            lambda p, b, n: ppo_loss(self.network, cfg, p, b.transition, b.advantage, b.target,
+                                     n), has_aux=True))
 
-        def epoch(carry, key):
+        def epoch(carry: tuple[Any, Any, LossAux], key: jax.Array) -> tuple[Any, None]:
             # Each population's live samples in a random order, then the empty ones.
             key = jax.random.fold_in(key, jax.lax.axis_index(REALM))
             order = jnp.argsort(jax.random.uniform(key, valid.shape) + ~valid, axis=1)  # [P, S]
 
-            def minibatch_step(i, carry):
+            def minibatch_step(i: jax.Array, carry: tuple[Any, Any, LossAux]
+                               ) -> tuple[Any, Any, LossAux]:
                 params, opt_state, aux_sum = carry
-                (traj, adv, target), _, keep = take_chunk(data, order, live, i, batch_size)
-                traj = traj._replace(valid=traj.valid & keep)  # empty or repeated: masked
-                count = jax.lax.psum(jnp.sum(traj.valid, axis=1), REALM)  # [P], all devices
-                (_, aux), grads = grad_fn(params, traj, adv, target, count)
+                minibatch, _, keep = take_chunk(batch, order, live, i, size)
+                minibatch = minibatch._replace(transition=minibatch.transition._replace(
+                    valid=minibatch.transition.valid & keep))  # empty or repeated: masked
+                count = jax.lax.psum(jnp.sum(minibatch.transition.valid, axis=1), REALM)  # [P]
+                (_, aux), grads = grad_fn(params, minibatch, count)
                 grads, aux = jax.lax.psum((grads, aux), REALM)  # of the whole minibatch
                 updates, opt_state = jax.vmap(self.optimizer.update)(grads, opt_state, params)
                 aux_sum = jax.tree.map(lambda total, x: total + x * count, aux_sum, aux)
@@ -514,32 +540,43 @@ class Trainer:
 
         no_aux = LossAux(*[jnp.zeros((cfg.pops,))] * len(LossAux._fields))
         (params, opt_state, aux_sum), _ = jax.lax.scan(
-            epoch, (runner.params, runner.opt_state, no_aux),
-            jax.random.split(epoch_key, epochs))
-        live = jax.lax.psum(live, REALM)
-        aux = jax.tree.map(lambda x: x / jnp.maximum(live * epochs, 1), aux_sum)  # [P] each
-        runner = runner.replace(params=params, opt_state=opt_state, key=key,
-                                update=runner.update + 1)
+            epoch, (runner.params, runner.opt_state, no_aux), jax.random.split(key, epochs))
+        samples = jax.lax.psum(live, REALM) * epochs
+        aux = jax.tree.map(lambda x: x / jnp.maximum(samples, 1), aux_sum)
+        return runner.replace(params=params, opt_state=opt_state), aux, steps * epochs
 
+    def _metrics(self, runner: RunnerState, traj: Transition, stats: dict[str, jax.Array],
+                 aux: LossAux, grad_steps: jax.Array) -> dict[str, jax.Array]:
+        """The update's metrics, every entry [P] and the same on every device."""
+        cfg = self.config
         alive = to_pops(traj.valid, cfg.pops, 2)  # [P, T, b, N/P]
 
         def per_pop(x: jax.Array) -> jax.Array:  # mean over each population's live samples
             return global_mean(to_pops(x, cfg.pops, 2), alive, axis=(1, 2, 3))
 
         explored = jax.lax.psum(jnp.sum(runner.env_state.visits > 0, axis=(0, 2, 3)), REALM)
-        metrics = {
+        return {
             "lifetime": stats["lifetime_sum"] / jnp.maximum(stats["deaths"], 1),
             "deaths": stats["deaths"],
             **{f"died_{name}": stats["causes"][:, i] for i, name in enumerate(CAUSE_NAMES[1:])},
             "alive": stats["live"] / (cfg.rollout * cfg.realms),
-            "live_steps": live,
+            "live_steps": jax.lax.psum(jnp.sum(alive, axis=(1, 2, 3)), REALM),
             "reward": per_pop(traj.reward / cfg.reward_scale),
             "value": per_pop(traj.value),
             "explored": explored / cfg.realms,
-            "grad_steps": jnp.broadcast_to(steps * epochs, (cfg.pops,)),
+            "grad_steps": jnp.broadcast_to(grad_steps, (cfg.pops,)),
             **aux._asdict(),
-        }  # every entry [P], the same on every device
-        return runner, metrics
+        }
+
+    def _update(self, runner: RunnerState, _: Any = None
+                ) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """One update: rollout, advantages, epochs of minibatch steps, metrics."""
+        key, rollout_key, epoch_key = jax.random.split(runner.key, 3)
+        runner, traj, stats = self._rollout(runner, rollout_key)  # traj leaves [T, b, N, ...]
+        stats = jax.lax.psum(stats, REALM)
+        runner, aux, grad_steps = self._learn(runner, self._batch(runner, traj), epoch_key)
+        runner = runner.replace(key=key, update=runner.update + 1)
+        return runner, self._metrics(runner, traj, stats, aux, grad_steps)
 
     # -- programs ------------------------------------------------------------------------
 

@@ -31,7 +31,8 @@ class BatchEnv:
     values are ignored; a live agent's out-of-range value raises `ValueError` naming
     the realm and the agent. An in-range target its style cannot hit is no attack, as
     inside jit; with `strict=True` it raises too. `env` is an `nmmo_jax.Env`, a
-    `Config` or None (the default config); `params` defaults to `env.default_params`.
+    `Config` or None (the default config); `params` defaults to `env.default_params`,
+    and params that do not fit the config raise `ValueError` (`Env.check_params`).
     """
 
     def __init__(self, env: Env | Config | None = None, n_realms: int = 1,
@@ -41,6 +42,7 @@ class BatchEnv:
         self.env = make_env(env)
         self.n_realms = n_realms
         self.params = self.env.default_params if params is None else params
+        self.env.check_params(self.params)
         self.strict = strict
         self._reset = jax.jit(jax.vmap(self.env.reset, (0, None)))
         self._step = jax.jit(jax.vmap(self.env.step, (0, 0, 0, None)))

@@ -12,7 +12,7 @@ import numpy as np
 
 from nmmo_jax.adapters import spaces
 from nmmo_jax.adapters.common import agent_name, check_actions, make_env, seed_key
-from nmmo_jax.config import CAUSE_NAMES, N_MOVES, N_STYLES, Config, Params
+from nmmo_jax.config import CAUSE_NAMES, N_STYLES, Config, Params
 from nmmo_jax.env import Env
 from nmmo_jax.state import Actions, Observation, State
 
@@ -36,11 +36,11 @@ class ParallelEnv(_PettingZooParallelEnv):
     terminations, truncations, infos)`, dicts keyed by name. An observation is a dict of
     numpy arrays, the agent's row of `nmmo_jax.state.Observation` (fields
     `spaces.AGENT_FIELDS`: tiles [V, V], counts [V, V], own [F], entities [K, F],
-    entity_mask [K], target_mask [3, K], population []), plus `action_mask` (below). An
-    action is a dict `{"move", "style", "target"}` of ints or a tuple in that order (see
-    `nmmo_jax.state.Actions`); a live agent without one does nothing (stay, target 0),
-    and actions for names not in `agents` are ignored. Rewards follow the config's
-    `reward_mode`.
+    entity_mask [K], target_mask [3, K], move_mask [5], population []), plus
+    `action_mask` (below). An action is a dict `{"move", "style", "target"}` of ints or
+    a tuple in that order (see `nmmo_jax.state.Actions`); a live agent without one does
+    nothing (stay, target 0), and actions for names not in `agents` are ignored. Rewards
+    follow the params' `reward_mode`.
 
     Actions: a value outside its field's range (not in `action_space`) raises
     `ValueError` naming the agent. A target that the chosen style cannot hit (an empty
@@ -49,8 +49,9 @@ class ParallelEnv(_PettingZooParallelEnv):
 
     Action mask: `observation[MASK]` is a dict of int8 0/1 arrays, move [5], style [3]
     and target [K], the form gymnasium's `Dict.sample(mask=...)` takes (its mask is one
-    array per field, so it cannot tie the target to the style drawn). Every move and
-    style is marked; a target is marked when every style can hit it, so a masked sample
+    array per field, so it cannot tie the target to the style drawn). A move is marked
+    when it changes the agent's tile (`move_mask`; "stay" always); every style is
+    marked; a target is marked when every style can hit it, so a masked sample
     is a legal action whatever style it draws, even with `strict=True`. Which targets
     each style can hit is `target_mask` [3, K]; slot 0, the no-op, is always marked.
 
@@ -79,7 +80,8 @@ class ParallelEnv(_PettingZooParallelEnv):
 
     `env` is an `nmmo_jax.Env` (sharing its compiled functions), a `Config`, or None
     for the default config; `params` defaults to `env.default_params` (episodic mode
-    overrides its `spawn_per_tick`).
+    overrides its `spawn_per_tick`), and params that do not fit the config raise
+    `ValueError` (`Env.check_params`).
     """
 
     metadata = {"name": "nmmo_jax_v0", "render_modes": ["rgb_array"], "is_parallelizable": True}
@@ -91,6 +93,7 @@ class ParallelEnv(_PettingZooParallelEnv):
             raise ValueError(f"max_ticks must be >= 1 or None, got {max_ticks}")
         self.env = make_env(env)
         self.params = self.env.default_params if params is None else params
+        self.env.check_params(self.params)
         self.max_ticks = max_ticks
         self.strict = strict
         self.episodic = episodic
@@ -201,7 +204,7 @@ class ParallelEnv(_PettingZooParallelEnv):
         from nmmo_jax.render import Painter
 
         if self._painter is None:
-            self._painter = Painter(self.env.cfg)
+            self._painter = Painter(self.env.cfg, params=self.params)
         return self._painter.draw(self.realm, self._previous).image()
 
     def close(self) -> None:
@@ -235,7 +238,7 @@ class ParallelEnv(_PettingZooParallelEnv):
         """Each named agent's observation: its row of every `AGENT_FIELDS` field and
         its action mask."""
         n = self.env.n_agents
-        masks = {"move": np.ones((n, N_MOVES), np.int8),
+        masks = {"move": self._obs.move_mask.astype(np.int8),
                  "style": np.ones((n, N_STYLES), np.int8),
                  "target": np.all(self._obs.target_mask, axis=1).astype(np.int8)}  # [N, K]
         observations = {}

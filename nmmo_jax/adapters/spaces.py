@@ -11,7 +11,7 @@ from nmmo_jax.config import N_FEATURES, N_MOVES, N_STYLES, N_TILE_TYPES, Config
 
 # The `Observation` fields a facade hands each agent (`alive` is left out: an agent is
 # handed observations exactly while it is live or on the step it dies).
-AGENT_FIELDS = ("tiles", "counts", "own", "entities", "entity_mask", "target_mask",
+AGENT_FIELDS = ("tiles", "counts", "own", "entities", "entity_mask", "target_mask", "move_mask",
                 "population")
 ACTION_FIELDS = ("move", "style", "target")
 
@@ -36,6 +36,7 @@ def observation_space(cfg: Config) -> Any:
         "entities": spaces.Box(-np.inf, np.inf, (k, N_FEATURES), np.float32),
         "entity_mask": spaces.MultiBinary(k),
         "target_mask": spaces.MultiBinary((N_STYLES, k)),
+        "move_mask": spaces.MultiBinary(N_MOVES),
         "population": spaces.Discrete(cfg.n_pops),
     })
 

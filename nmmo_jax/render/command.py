@@ -6,9 +6,9 @@ import argparse
 
 import jax
 
+from nmmo_jax import make
 from nmmo_jax.cli import HelpFormatter
-from nmmo_jax.config import PRESETS, config
-from nmmo_jax.env import Env
+from nmmo_jax.config import PRESETS
 from nmmo_jax.policies import POLICIES
 from nmmo_jax.render.output import iter_frames, write_frames, write_gif
 from nmmo_jax.render.recording import record, summary
@@ -54,20 +54,21 @@ def main(argv: list[str] | None = None, prog: str = "nmmo-render") -> None:
     sizes = {"n_agents": args.agents, "n_pops": args.pops, "map_size": args.map_size,
              "lava_border": args.lava_border}
     try:
-        cfg = config(args.preset, **{k: v for k, v in sizes.items() if v is not None})
+        env, params = make(args.preset, **{k: v for k, v in sizes.items() if v is not None})
     except ValueError as err:
         parser.error(str(err))
+    cfg = env.cfg
     if args.zoom is not None and not 0 <= args.zoom < cfg.n_agents:
         parser.error(f"argument --zoom: must be a slot in [0, {cfg.n_agents}), got {args.zoom}")
     try:
         tiles = load_map(args.map, cfg)
     except ValueError as err:
         parser.error(f"argument --map: {err}")
-    env, key = Env(cfg), jax.random.key(args.seed)
+    key = jax.random.key(args.seed)
     # A fixed map: the realm `record` would reset, on that map (same key split).
-    realm = None if tiles is None else env.reset(jax.random.split(key)[0], None, tiles)[1]
+    realm = None if tiles is None else env.reset(jax.random.split(key)[0], params, tiles)[1]
     trajectory = jax.block_until_ready(
-        record(env, POLICIES[args.policy], key, None, args.ticks, realm))
+        record(env, POLICIES[args.policy], key, params, args.ticks, realm))
     if args.out or args.frames:
         images = iter_frames(trajectory, zoom_agent=args.zoom)
         if args.frames:

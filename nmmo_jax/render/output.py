@@ -12,7 +12,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from nmmo_jax.config import Config
+from nmmo_jax.config import Config, Params
 from nmmo_jax.progress import tqdm
 from nmmo_jax.render.painting import Painter
 from nmmo_jax.render.recording import Trajectory
@@ -24,10 +24,11 @@ def iter_frames(trajectory: Trajectory | State, cfg: Config | None = None,
                 ) -> Iterator[np.ndarray]:
     """The frames of a recorded rollout, one [h, w, 3] uint8 image per state, drawn on
     one reused figure; `trajectory` is a `Trajectory` or a stacked `State` (then `cfg` is
-    required). Shows a tqdm bar when `progress`."""
-    states, cfg = _states_and_config(trajectory, cfg)
+    required, and health bars follow its preset's `max_health`). Shows a tqdm bar when
+    `progress`."""
+    states, cfg, params = _states_and_config(trajectory, cfg)
     states = jax.device_get(states)
-    painter = Painter(cfg, zoom_agent=zoom_agent)
+    painter = Painter(cfg, zoom_agent=zoom_agent, params=params)
     count = states.tick.shape[0]
     previous = None
     for t in tqdm(range(count), desc="drawing", unit="frame", disable=not progress):
@@ -37,12 +38,13 @@ def iter_frames(trajectory: Trajectory | State, cfg: Config | None = None,
 
 
 def _states_and_config(trajectory: Trajectory | State, cfg: Config | None
-                       ) -> tuple[State, Config]:
+                       ) -> tuple[State, Config, Params | None]:
+    """The stacked states, their config and their params (None: the preset's)."""
     if isinstance(trajectory, Trajectory):
-        return trajectory.states, cfg or trajectory.cfg
+        return trajectory.states, cfg or trajectory.cfg, trajectory.params
     if cfg is None:
         raise ValueError("drawing a stacked State needs cfg=")
-    return trajectory, cfg
+    return trajectory, cfg, None
 
 
 def save_gif(trajectory: Trajectory | State, path: str | os.PathLike, fps: float = 10,

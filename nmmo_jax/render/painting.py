@@ -16,7 +16,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from nmmo_jax.config import GRASS, LAVA, N_STYLES, STYLE_NAMES, Config
+from nmmo_jax.config import GRASS, LAVA, N_STYLES, STYLE_NAMES, Config, Params
+from nmmo_jax.config import params as make_params
 from nmmo_jax.render.palette import (
     FROZEN_RIM,
     HEALTH_COLORS,
@@ -238,16 +239,20 @@ class Painter:
     counts and a key, and with `zoom_agent` (a slot) a second panel of the same size
     follows that agent with its view window outlined (on the map too, cut to the shown
     tiles). With `ax` it draws into that axes and sets its title; the zoom panel needs
-    the painter's own figure. Health bars are scaled by `cfg.params.max_health`.
+    the painter's own figure. Health bars are scaled by the `max_health` of `params`,
+    the rule numbers the realm plays by (None: its preset's).
     """
 
     def __init__(self, cfg: Config, zoom_agent: int | None = None, ax: Any = None,
-                 map_px: int = MAP_PX, lava_margin: int | None = LAVA_MARGIN):
+                 map_px: int = MAP_PX, lava_margin: int | None = LAVA_MARGIN,
+                 params: Params | None = None):
         if ax is not None and zoom_agent is not None:
             raise ValueError("zoom_agent needs the painter's own figure; leave ax=None")
         if zoom_agent is not None and not 0 <= zoom_agent < cfg.n_agents:
             raise ValueError(f"zoom_agent {zoom_agent} is not a slot in [0, {cfg.n_agents})")
         self.cfg, self.zoom_agent = cfg, zoom_agent
+        rules = make_params(cfg.preset) if params is None else params
+        self.max_health = float(rules.max_health)
         self.colors = population_colors(cfg.n_pops)
         self.window = map_window(cfg, lava_margin)
         shown = self.window[1] - self.window[0]
@@ -286,7 +291,7 @@ class Painter:
         by a spawn in the same tick (without it, attacks on them are not drawn).
         """
         state = jax.device_get(state)
-        scene = _scene(state, self.cfg, self.colors, previous)
+        scene = _scene(state, self.max_health, self.colors, previous)
         self.main.update(scene)
         alive = np.asarray(state.agents.alive)
         self.title.update(int(state.tick), np.bincount(
@@ -336,9 +341,10 @@ class Painter:
         return int(self.figure.bbox.height - y), int(x)
 
 
-def _scene(state: State, cfg: Config, colors: np.ndarray, previous: State | None
+def _scene(state: State, max_health: float, colors: np.ndarray, previous: State | None
            ) -> dict[str, Any]:
-    """What one frame shows, as numpy arrays ready for the artists.
+    """What one frame shows, as numpy arrays ready for the artists; health bars are
+    health / `max_health`.
 
     Attack lines join attacker and target as they stand now. After tick 0 a target
     slot holding a newborn was refilled after its agent died this tick, so that line
@@ -353,7 +359,7 @@ def _scene(state: State, cfg: Config, colors: np.ndarray, previous: State | None
         refilled[:, None], np.asarray(previous.agents.pos, np.float32), pos)
     row, col = pos[live, 0], pos[live, 1]
     frozen = np.asarray(agents.freeze)[live] > 0
-    health = np.clip(np.asarray(agents.health)[live] / float(cfg.params.max_health), 0, 1)
+    health = np.clip(np.asarray(agents.health)[live] / max_health, 0, 1)
     left, top = col - 0.6, row - 0.95
 
     def bars(fill: np.ndarray) -> np.ndarray:  # [L, 2, 2] segments (x, y)
@@ -380,13 +386,14 @@ def _scene(state: State, cfg: Config, colors: np.ndarray, previous: State | None
     }
 
 
-def draw_frame(state: State, cfg: Config, ax: Any = None, zoom_agent: int | None = None
-               ) -> Figure:
+def draw_frame(state: State, cfg: Config, ax: Any = None, zoom_agent: int | None = None,
+               params: Params | None = None) -> Figure:
     """A figure of one realm's `state` (see `Painter`)."""
-    return Painter(cfg, zoom_agent=zoom_agent, ax=ax).draw(state).figure
+    return Painter(cfg, zoom_agent=zoom_agent, ax=ax, params=params).draw(state).figure
 
 
-def frame(state: State, cfg: Config, zoom_agent: int | None = None) -> np.ndarray:
-    """One realm's `state` as an [h, w, 3] uint8 image."""
-    return Painter(cfg, zoom_agent=zoom_agent).draw(state).image()
+def frame(state: State, cfg: Config, zoom_agent: int | None = None,
+          params: Params | None = None) -> np.ndarray:
+    """One realm's `state` as an [h, w, 3] uint8 image (see `Painter`)."""
+    return Painter(cfg, zoom_agent=zoom_agent, params=params).draw(state).image()
 

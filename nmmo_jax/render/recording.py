@@ -28,12 +28,15 @@ class Trajectory:
         counts are dropped: `states.visits` is an empty [T + 1, P, 0, 0] array.
       info: `Info` of each tick, leading axis T.
       visits: [P, H, W] int32, the visit counts of the final state.
+      params: the `Params` the realm played by (drawing scales health bars by their
+        `max_health`).
       cfg: the realm's `Config` (static metadata, not an array).
     """
 
     states: State
     info: Info
     visits: jax.Array
+    params: Params
     cfg: Config = struct.field(pytree_node=False)
 
     @property
@@ -60,7 +63,8 @@ def _play(env: Env, policy: Policy, key: jax.Array, params: Params, ticks: int,
                                         observe=_frame)
     first = _without_visits(state)
     states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, states)
-    return Trajectory(states=states, info=info, visits=last.visits, cfg=env.cfg)
+    return Trajectory(states=states, info=info, visits=last.visits, params=params,
+                      cfg=env.cfg)
 
 
 _play_jit = jax.jit(_play, static_argnames=("env", "policy", "ticks"))
