@@ -108,25 +108,33 @@ def _clamp(x: jnp.ndarray, top: jnp.ndarray) -> jnp.ndarray:
     return jnp.clip(x, 0, top)
 
 
+def _steps_land(agents: Agents, target: jnp.ndarray, tiles: jnp.ndarray, cfg: Config
+                ) -> jnp.ndarray:
+    """Whether each agent would stand on `target` ([N, ..., 2] positions) after stepping
+    there: it is live and not frozen, and the tile is on the map and passable by its
+    current type. [N, ...] bool; the one rule of `move` and `legal_moves`."""
+    on_map = jnp.all((target >= 0) & (target < cfg.map_size), axis=-1)
+    safe = jnp.clip(target, 0, cfg.map_size - 1)
+    passable = jnp.asarray(PASSABLE)[tiles[safe[..., 0], safe[..., 1]]]
+    free = agents.alive & (agents.freeze == 0)
+    return free.reshape(free.shape + (1,) * (on_map.ndim - 1)) & on_map & passable
+
+
 def legal_moves(agents: Agents, tiles: jnp.ndarray, cfg: Config) -> jnp.ndarray:
     """Which moves change each agent's tile, [N, 5] bool: "stay" always; a step when the
     agent is live and not frozen and the tile it leads to is on the map and passable by
-    its current type. The same rule `move` applies and the observation's `move_mask`."""
+    its current type. The observation's `move_mask`, by the rule `move` applies."""
     target = agents.pos[:, None, :] + jnp.asarray(MOVE_DELTAS, jnp.int32)  # [N, 5, 2]
-    on_map = jnp.all((target >= 0) & (target < cfg.map_size), axis=2)
-    safe = jnp.clip(target, 0, cfg.map_size - 1)
-    passable = jnp.asarray(PASSABLE)[tiles[safe[..., 0], safe[..., 1]]]
-    free = (agents.alive & (agents.freeze == 0))[:, None]
-    return (free & on_map & passable).at[:, 0].set(True)
+    return _steps_land(agents, target, tiles, cfg).at[:, 0].set(True)
 
 
 def move(agents: Agents, tiles: jnp.ndarray, actions: Actions, cfg: Config) -> Agents:
     """Moves every live, unfrozen agent one tile unless the tile is impassable or off-map
-    (`legal_moves`). A move outside [0, 5) is "stay".
+    (the rule of `legal_moves`). A move outside [0, 5) is "stay".
     """
     choice = jnp.where((actions.move >= 0) & (actions.move < N_MOVES), actions.move, 0)
-    target = agents.pos + jnp.asarray(MOVE_DELTAS, jnp.int32)[choice]
-    go = jnp.take_along_axis(legal_moves(agents, tiles, cfg), choice[:, None], axis=1)[:, 0]
+    target = agents.pos + jnp.asarray(MOVE_DELTAS, jnp.int32)[choice]  # [N, 2]
+    go = _steps_land(agents, target, tiles, cfg)
     return agents.replace(pos=jnp.where(go[:, None], target, agents.pos))
 
 

@@ -106,7 +106,7 @@ from jax.sharding import PartitionSpec as P
 
 import nmmo_jax
 from nmmo_jax import terrain
-from nmmo_jax.config import CAUSE_NAMES, REWARD_MODES
+from nmmo_jax.config import CAUSE_NAMES, REWARD_MODES, check_hits_fit
 from nmmo_jax.rollout import Tick
 from train.networks import NETWORKS, ActionDist, PolicyOutput, make_network
 from train.populations import (
@@ -192,7 +192,7 @@ class TrainConfig:
 
 # Ranges of the numeric fields; the realm's own fields (map size, agents, ...) are checked
 # by `nmmo_jax.config` when `env_config` builds the realm, and with the rule numbers by
-# `Env.check_params`.
+# `check_hits_fit`.
 _AT_LEAST_ONE = ("agents", "pops", "realms", "rollout", "chunk", "epochs", "minibatch_size",
                  "act_chunk", "checkpoint_every")
 _AT_LEAST_ZERO = ("devices", "hidden", "seed", "eval_ticks", "vf_coef", "ent_coef",
@@ -231,7 +231,7 @@ def _check_train_config(config: TrainConfig) -> None:
         raise ValueError("out must name an output folder, got ''")
     try:
         env_cfg = config.env_config()
-        nmmo_jax.Env(env_cfg).check_params(config.env_params())
+        check_hits_fit(env_cfg, config.env_params())
     except (TypeError, ValueError) as err:
         raise ValueError(f"preset, agents, pops, map_size, lava_border and entities do not "
                          f"make a valid realm: {err}") from None
