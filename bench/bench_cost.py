@@ -9,6 +9,8 @@ they would allow on a GPU whose memory bandwidth is the only limit.
 Environment: one tick of 64 realms (`--env-realms`), every slot holding an agent (as in
 bench/bench_env.py, which refills every free slot each tick): the compiled step costs
 the same whatever the slots hold, and in a full realm every slot-step is an agent-step.
+It is shown as `nmmo_jax.make` builds it, and again counting visits (`count_visits`, the
+exploration counter), as the trainer runs it; the training figures use the second.
 
 Training, per live sample (a slot-step that held an agent): the rollout's network call
 on a chunk of live slots (`act_chunk` per population: forward, Gumbel-max sampling,
@@ -82,7 +84,7 @@ def act_cost(trainer: Trainer, obs: Any, params: Any) -> tuple[float, float, int
     slots of every population, and the gather of those slots."""
     cfg = trainer.config
     chunk = min(cfg.act_chunk, cfg.realms * cfg.agents // cfg.pops)
-    part = rows_of(obs, (cfg.pops, chunk))
+    part = rows_of(jax.eval_shape(trainer.network.inputs, obs), (cfg.pops, chunk))
     noise = rows_of(action_noise(jax.random.key(0), (1, 1), cfg.entities), (cfg.pops, chunk))
 
     def act(params, part, noise):
@@ -102,8 +104,9 @@ def gradient_step_cost(trainer: Trainer, obs: Any, params: Any) -> tuple[float, 
     per_sample = ShapeDtypeStruct(rows, jnp.float32)
     actions = nmmo_jax.Actions(*[ShapeDtypeStruct(rows, jnp.int32)] * 3)
     flags = ShapeDtypeStruct(rows, jnp.bool_)
-    batch = (Transition(rows_of(obs, rows), actions, per_sample, per_sample, per_sample,
-                        flags, flags), per_sample, per_sample)  # samples, advantages, targets
+    inputs = rows_of(jax.eval_shape(trainer.network.inputs, obs), rows)
+    batch = (Transition(inputs, actions, per_sample, per_sample, per_sample, flags, flags),
+             per_sample, per_sample)  # samples, advantages, targets
     opt_state = jax.eval_shape(jax.vmap(trainer.optimizer.init), params)
     grad_fn = jax.vmap(jax.value_and_grad(
         lambda p, b, a, t: ppo_loss(trainer.network, cfg, p, b, a, t), has_aux=True))
@@ -141,7 +144,9 @@ def main() -> None:
           f"a GPU")
     print(f"{'program':<34} {'flops':>12} {'bytes':>14} {'flops/B':>9} {'M units/s cap':>14}")
 
-    env_bytes = report(f"env step, {args.env_realms} full realms", *env_step_cost(
+    report(f"env step, {args.env_realms} full realms", *env_step_cost(
+        nmmo_jax.Env(env.cfg.replace(count_visits=False)), args.env_realms), "agent-step")
+    env_bytes = report("  the same, counting visits (trainer)", *env_step_cost(
         env, args.env_realms), "agent-step")
     keys = jax.random.split(jax.random.key(0), config.realms)
     obs, _ = jax.eval_shape(jax.vmap(env.reset, (0, None)), keys, env.default_params)

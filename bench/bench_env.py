@@ -8,6 +8,7 @@ stays full. An agent-step is one live agent acting for one tick.
     python bench/bench_env.py                 # sweep 1 ... 1024 realms
     python bench/bench_env.py --realms 64 256 --ticks 100
     python bench/bench_env.py --phases        # where a tick's time and bytes go, by phase
+    python bench/bench_env.py --count-visits  # with the exploration counter kept
 
 Each realm count is timed over `--repeats` calls of `--ticks` ticks; the median is shown.
 `--phases` times each phase of the tick and of the observation on its own, jitted and
@@ -117,6 +118,8 @@ def tick_phases(env: nmmo_jax.Env, params: Any) -> dict[str, tuple[Callable, tup
         ids = state.entity_ids
         return observe.target_mask(ids, offsets(state), params), ids >= 0
 
+    counting = {"visits": (lambda state: game.count_visits(state.visits, state.agents),
+                           ("state",))} if cfg.count_visits else {}
     return {
         "move": (lambda state, actions: game.move(state.agents, state.tiles, actions, cfg),
                  ("state", "actions")),
@@ -124,7 +127,7 @@ def tick_phases(env: nmmo_jax.Env, params: Any) -> dict[str, tuple[Callable, tup
         "upkeep": (upkeep, ("key", "state")),
         "spawn": (spawn, ("key", "state")),
         "regrowth": (regrowth, ("key", "state")),
-        "visits": (lambda state: game.count_visits(state.visits, state.agents), ("state",)),
+        **counting,
         "grid index": (lambda state: observe.build_index(state.agents, cfg), ("state",)),
         "window crop": (windows, ("state", "index")),
         "neighbour search": (neighbours, ("state", "index", "counts")),
@@ -232,13 +235,17 @@ def main() -> None:
                         help="profile the phases of a tick instead of the sweep")
     parser.add_argument("--phase-realms", type=int, default=64)
     parser.add_argument("--top", type=int, default=25, help="operations listed by --phases")
+    parser.add_argument("--count-visits", action="store_true",
+                        help="keep the exploration counter State.visits (off by default)")
     args = parser.parse_args()
 
-    env = nmmo_jax.Env(nmmo_jax.config("chaos", n_agents=args.agents, n_pops=args.pops))
+    env = nmmo_jax.Env(nmmo_jax.config("chaos", n_agents=args.agents, n_pops=args.pops,
+                                       count_visits=args.count_visits))
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} "
           f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.1f}), {jax.device_count()} device(s); chaos, {args.agents} "
-          f"agents, {args.ticks} ticks per call")
+          f"agents, {args.ticks} ticks per call, visits "
+          f"{'counted' if args.count_visits else 'not counted'}")
     if args.phases:
         profile(env, args.phase_realms, max(args.repeats, 20), args.top)
         return

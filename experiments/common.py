@@ -211,9 +211,9 @@ def _play(env: nmmo_jax.Env, players: tuple[Any, ...], params: tuple[Any, ...],
 def measure(competitors: Sequence[Competitor], key: jax.Array, realms: int, ticks: int,
             agents: int | None = None) -> Measurement:
     """Plays the competitors together (each its own populations; `agents` slots, default
-    the first one's) in R fresh realms from `key` for T ticks."""
+    the first one's) in R fresh realms from `key` for T ticks, counting visits."""
     cfg, rules = arena_realm(competitors, agents)
-    out = _play(arena(cfg), tuple(c.network for c in competitors),
+    out = _play(arena(cfg.replace(count_visits=True)), tuple(c.network for c in competitors),
                 tuple(c.params for c in competitors), rules, key, realms, ticks)
     return Measurement(*jax.tree.map(np.asarray, out))
 

@@ -226,6 +226,9 @@ class Config:
       view_radius: the observation window is (2 r + 1)^2 tiles around the agent.
       n_entities: K, the entity slots of an observation (slot 0 is the observer).
       terrain_octaves: octaves of the ridged noise used by the map generator.
+      count_visits: keep `State.visits`, each population's count of ticks on each tile
+        (the exploration maps of SPEC §7). Off, `visits` is an empty [P, 0, 0] array and
+        the step skips it: the counter is a third of the bytes a step moves.
       preset: the preset whose rule numbers are the default params of an `Env` of
         this config (`Env.default_params`).
     """
@@ -237,6 +240,7 @@ class Config:
     view_radius: int = 7
     n_entities: int = 16
     terrain_octaves: int = 8
+    count_visits: bool = False
     preset: str = "chaos"
 
     def __post_init__(self) -> None:
@@ -249,6 +253,8 @@ class Config:
             value = _whole(self, name)
             if value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if not isinstance(self.count_visits, bool):
+            raise ValueError(f"count_visits must be a bool, got {self.count_visits!r}")
         if self.n_agents % self.n_pops:
             raise ValueError(
                 f"n_agents ({self.n_agents}) must be divisible by n_pops ({self.n_pops})")

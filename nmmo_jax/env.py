@@ -145,12 +145,13 @@ class Env:
 
     def _blank_state(self, tiles: jnp.ndarray, params: Params) -> State:
         cfg = self.cfg
+        counted = cfg.map_size if cfg.count_visits else 0  # an empty counter when off
         capacity = jnp.where(tiles == FOREST, params.forest_capacity, 0).astype(jnp.int8)
         return State(
             agents=game.empty_agents(cfg, params), terrain=tiles, tiles=tiles,
             capacity=capacity,
             entity_ids=jnp.full((cfg.n_agents, cfg.n_entities), -1, jnp.int32),
-            visits=jnp.zeros((cfg.n_pops, cfg.map_size, cfg.map_size), jnp.int32),
+            visits=jnp.zeros((cfg.n_pops, counted, counted), jnp.int32),
             tick=jnp.zeros((), jnp.int32))
 
     def _check_map_layout(self, tiles: Any) -> None:

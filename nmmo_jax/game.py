@@ -340,7 +340,10 @@ def current_tiles(terrain: jnp.ndarray, capacity: jnp.ndarray, params: Params) -
 
 
 def count_visits(visits: jnp.ndarray, agents: Agents) -> jnp.ndarray:
-    """Adds one visit per live agent to its population's count of its tile."""
+    """Adds one visit per live agent to its population's count of its tile (nothing to
+    an empty counter: a realm that does not count visits)."""
+    if visits.size == 0:
+        return visits
     return visits.at[agents.population, agents.pos[:, 0], agents.pos[:, 1]].add(
         agents.alive.astype(jnp.int32))
 

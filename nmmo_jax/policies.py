@@ -41,16 +41,16 @@ WALKABLE = np.array([passable and tile != LAVA for tile, passable in enumerate(P
 
 def random_policy(key: jax.Array, obs: Observation) -> Actions:
     """Uniform move, uniform style, and a target uniform among the slots that style can
-    hit (its `target_mask` row, which always holds slot 0, the no-op)."""
+    hit (its `target_mask` row, which always holds slot 0, the no-op). All three come
+    from one draw of 32-bit words, each taken modulo its count (a bias of at most count / 2^32)."""
     n = obs.alive.shape[0]
-    move_key, style_key, target_key = jax.random.split(key, 3)
-    move = jax.random.randint(move_key, (n,), 0, N_MOVES)
-    style = jax.random.randint(style_key, (n,), 0, N_STYLES)
+    bits = jax.random.bits(key, (3, n), jnp.uint32)
+    style = (bits[1] % N_STYLES).astype(jnp.int32)
     legal = jnp.take_along_axis(obs.target_mask, style[:, None, None], axis=1)[:, 0]  # [N, K]
-    seen = jnp.cumsum(legal, axis=1)  # [N, K] legal slots up to each slot
-    pick = jax.random.randint(target_key, (n,), 0, seen[:, -1])  # which legal slot
+    seen = jnp.cumsum(legal, axis=1, dtype=jnp.int32)  # [N, K] legal slots up to each slot
+    pick = (bits[2] % seen[:, -1].astype(jnp.uint32)).astype(jnp.int32)  # which legal slot
     target = jnp.sum(seen <= pick[:, None], axis=1)  # index of the pick-th legal slot
-    return Actions(move=move.astype(jnp.int32), style=style.astype(jnp.int32),
+    return Actions(move=(bits[0] % N_MOVES).astype(jnp.int32), style=style,
                    target=target.astype(jnp.int32))
 
 

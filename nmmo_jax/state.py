@@ -52,7 +52,8 @@ class State:
       capacity: [H, W] int8, resource left on each tile (forest: 0 or forest_capacity).
       entity_ids: [N, K] int32, the slot seen in each entity slot of the last
         observation, -1 where empty; attacks are resolved against it.
-      visits: [P, H, W] int32, ticks spent by each population on each tile.
+      visits: [P, H, W] int32, ticks spent by each population on each tile; an empty
+        [P, 0, 0] array unless the config's `count_visits` is on.
       tick: [] int32, ticks since the realm was made.
     """
 

@@ -12,15 +12,24 @@ from nmmo_jax.game import per_population
 from nmmo_jax.state import Actions, Info, Observation, State
 
 
+def _counted_visits(state: State) -> jnp.ndarray:
+    """`state.visits`, or a `ValueError` if its realm does not count them."""
+    if state.visits.size == 0:
+        raise ValueError("this realm does not count visits: build its Env with "
+                         "count_visits=True (nmmo_jax.make(preset, count_visits=True))")
+    return state.visits
+
+
 def visits_by_tile_type(state: State) -> jnp.ndarray:
     """Ticks each population spent on each tile type (original terrain), [P, 7] int32."""
+    visits = _counted_visits(state)
     onehot = jax.nn.one_hot(state.terrain, N_TILE_TYPES, dtype=jnp.int32)  # [H, W, 7]
-    return jnp.einsum("phw,hwt->pt", state.visits, onehot)
+    return jnp.einsum("phw,hwt->pt", visits, onehot)
 
 
 def distinct_tiles(state: State) -> jnp.ndarray:
     """Distinct tiles each population has stood on, [P] int32."""
-    return jnp.sum(state.visits > 0, axis=(1, 2))
+    return jnp.sum(_counted_visits(state) > 0, axis=(1, 2))
 
 
 @struct.dataclass

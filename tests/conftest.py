@@ -6,12 +6,13 @@ import pytest
 import nmmo_jax
 
 SMALL = dict(map_size=32, lava_border=3, n_agents=16, n_pops=4, view_radius=7,
-             n_entities=8)
+             n_entities=8, count_visits=True)
 
 
 @pytest.fixture(scope="session")
 def small_cfg() -> nmmo_jax.Config:
-    """Chaos rules on a 32 x 32 map with 16 agent slots in 4 populations."""
+    """Chaos rules on a 32 x 32 map with 16 agent slots in 4 populations, counting
+    visits."""
     return nmmo_jax.config("chaos", **SMALL)
 
 

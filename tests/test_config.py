@@ -73,7 +73,7 @@ def test_params_are_arrays_of_fixed_dtypes():
 @pytest.mark.parametrize("field, value", [
     ("map_size", -1), ("map_size", 0), ("n_agents", -8), ("n_pops", 0),
     ("n_entities", 0), ("terrain_octaves", 0),
-    ("lava_border", -1), ("view_radius", -2), ("map_size", 32.0),
+    ("lava_border", -1), ("view_radius", -2), ("map_size", 32.0), ("count_visits", 1),
 ])
 def test_bad_sizes_are_rejected_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):

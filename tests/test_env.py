@@ -232,6 +232,25 @@ def test_visits_and_exploration_counters(rollout, small_cfg):
     assert np.all(np.asarray(distinct_tiles(final)) == (final.visits > 0).sum((1, 2)))
 
 
+def test_a_realm_that_does_not_count_visits_plays_the_same_game(rollout, small_cfg):
+    """Counting visits is bookkeeping: with it off, every other field of every state and
+    observation is the same, the counter stays an empty [P, 0, 0] array, and the
+    exploration helpers refuse it by name."""
+    env = nmmo_jax.Env(small_cfg.replace(count_visits=False))
+    policy = functools.partial(wild_actions, k=env.n_entities)
+    key = jax.random.key(3)  # the `rollout` fixture's
+    (obs, state), _ = jax.jit(lambda k: nmmo_jax.rollout(env, policy, k, TICKS, None,
+                                                         env.reset(k)))(key)
+    counted = jax.tree.map(lambda x: x[-1], (rollout[2], rollout[3]))
+    assert state.visits.shape == (small_cfg.n_pops, 0, 0)
+    for got, want in zip(jax.tree.leaves((obs, state.replace(visits=counted[1].visits))),
+                         jax.tree.leaves(counted), strict=True):
+        np.testing.assert_array_equal(got, want)
+    for helper in (visits_by_tile_type, distinct_tiles):
+        with pytest.raises(ValueError, match="count_visits=True"):
+            helper(state)
+
+
 def test_lifetimes_accumulate_info(rollout):
     info = rollout[6]
     totals = Lifetimes.zeros(info.pop_deaths.shape[1])

@@ -24,7 +24,15 @@ import pytest
 from nmmo_jax.config import REWARD_MODES
 from train import checkpoint
 from train.evaluate import Competitor, evaluate
-from train.networks import ActionDist, PolicyOutput
+from train.networks import (
+    BLOCK,
+    FOVEA,
+    NETWORKS,
+    ActionDist,
+    FovealEncoder,
+    PolicyOutput,
+    make_network,
+)
 from train.populations import (
     act_live,
     action_noise,
@@ -202,7 +210,8 @@ def test_acting_on_live_slots_only_matches_the_full_forward(trainer, first_chunk
     runner = runner.replace(obs=runner.obs.replace(  # empty some slots, unevenly by population
         alive=runner.obs.alive & jnp.asarray((slots % 3 != 0) & (slots % 7 != 1))))
     noise = action_noise(jax.random.key(3), runner.obs.alive.shape, TINY.entities)
-    acted = act_live(trainer.network, runner.params, runner.obs, noise, chunk)
+    acted = act_live(trainer.network, runner.params, trainer.network.inputs(runner.obs),
+                     runner.obs.alive, noise, chunk)
     full = forward(runner)
     alive = np.asarray(runner.obs.alive)
     assert 0 < alive.sum() < alive.size
@@ -234,7 +243,8 @@ def test_an_empty_slot_contributes_nothing_to_the_loss(trainer, first_chunks, fo
     out = forward(runner)
     dist = ActionDist(out)
     actions = dist.sample(jax.random.key(2))
-    batch = _population_batch(runner.obs, actions, dist.log_prob(actions), out.value, pop)
+    batch = _population_batch(trainer.network.inputs(runner.obs), runner.obs.alive, actions,
+                              dist.log_prob(actions), out.value, pop)
     valid = np.asarray(batch.valid)
     dead = int(np.flatnonzero(~valid)[0])
     params = jax.tree.map(lambda x: x[pop], runner.params)
@@ -248,12 +258,11 @@ def test_an_empty_slot_contributes_nothing_to_the_loss(trainer, first_chunks, fo
     loss_and_grads = jax.jit(loss_and_grads)
     base = loss_and_grads(batch, advantage, target)
     noisy = jax.tree.map(lambda x: x, batch)
-    obs = noisy.obs.replace(
-        tiles=noisy.obs.tiles.at[dead].set(5), counts=noisy.obs.counts.at[dead].set(9),
-        own=noisy.obs.own.at[dead].set(3.0), entities=noisy.obs.entities.at[dead].set(-2.0),
-        entity_mask=noisy.obs.entity_mask.at[dead].set(True))
+    inputs = jax.tree.map(  # junk in every field the network reads of the dead sample
+        lambda x: x.at[dead].set(True if x.dtype == jnp.bool_ else 5), noisy.inputs)
     noisy = noisy._replace(
-        obs=obs, log_prob=noisy.log_prob.at[dead].set(-30.0), value=noisy.value.at[dead].set(50.0),
+        inputs=inputs, log_prob=noisy.log_prob.at[dead].set(-30.0),
+        value=noisy.value.at[dead].set(50.0),
         actions=noisy.actions.replace(move=noisy.actions.move.at[dead].set(3),
                                       style=noisy.actions.style.at[dead].set(2)))
     perturbed = loss_and_grads(noisy, advantage.at[dead].set(1e3), target.at[dead].set(-1e3))
@@ -261,7 +270,38 @@ def test_an_empty_slot_contributes_nothing_to_the_loss(trainer, first_chunks, fo
     assert tree_equal(base[1], perturbed[1])
 
 
-def _population_batch(obs, actions, log_prob, value, pop):
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_a_network_reads_its_stored_inputs_as_it_reads_the_observation(small_env, key, name):
+    """The trainer stores `network.inputs(obs)` for each sample; the network gives the
+    same outputs from them as from the observation itself."""
+    obs, _ = small_env.reset(key)
+    network = make_network(name, None, 3.0)
+    params = network.init(jax.random.key(1), obs)
+    for got, want in zip(jax.jit(network.apply)(params, network.inputs(obs)),
+                         network.apply(params, obs), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_foveal_inputs_are_the_centre_tiles_then_the_block_sums():
+    rng = np.random.default_rng(0)
+    tiles = rng.integers(0, 7, (2, 15, 15)).astype(np.int8)
+    counts = rng.integers(0, 127, (2, 15, 15)).astype(np.int8)
+    cells = np.asarray(FovealEncoder.inputs(jnp.asarray(tiles), jnp.asarray(counts)))
+    centre = (2 * FOVEA + 1) ** 2
+    assert cells.shape == (2, centre + 25, 8) and cells.dtype == np.int16
+
+    def channels(t, c):  # one-hot tile id and count of a group of tiles, summed
+        return np.concatenate([np.eye(7, dtype=np.int64)[t.ravel()].sum(0), [c.astype(int).sum()]])
+
+    row, col = 7 - FOVEA + 1, 7 - FOVEA + 3  # the centre's cell 1 * 5 + 3
+    np.testing.assert_array_equal(cells[1, 1 * 5 + 3], channels(tiles[1, row, col],
+                                                                 counts[1, row, col]))
+    block = np.s_[1, 3 * BLOCK:4 * BLOCK, 2 * BLOCK:3 * BLOCK]  # block row 3, column 2
+    np.testing.assert_array_equal(cells[1, centre + 3 * 5 + 2],
+                                  channels(tiles[block], counts[block]))
+
+
+def _population_batch(inputs, alive, actions, log_prob, value, pop):
     """Population `pop`'s samples of one tick, leaves [B * N / P, ...], as a Transition."""
     from train.ppo import Transition
 
@@ -269,8 +309,8 @@ def _population_batch(obs, actions, log_prob, value, pop):
         x = to_pops(x, TINY.pops, axis=1)[pop]
         return x.reshape((-1,) + x.shape[2:])
 
-    step = Transition(obs, actions, log_prob, value, jnp.zeros_like(value),
-                      jnp.zeros(value.shape, bool), obs.alive)
+    step = Transition(inputs, actions, log_prob, value, jnp.zeros_like(value),
+                      jnp.zeros(value.shape, bool), alive)
     return jax.tree.map(take, step)
 
 

@@ -131,12 +131,14 @@ def take_chunk(tree: Any, order: jax.Array, live: jax.Array, i: jax.Array, chunk
     return rows, index, position < live[:, None]
 
 
-def act_live(network: nn.Module, params: Params, obs: nmmo_jax.Observation,
+def act_live(network: nn.Module, params: Params, inputs: Any, alive: jax.Array,
              noise: ActionNoise, chunk: int) -> Acted:
     """Samples every live slot's action from its population's network, skipping empty slots.
 
-    `obs` leaves have the agent axis [N] last in their batch shape (e.g. [B, N, ...]);
-    `noise` (`action_noise` of that batch shape) gives each slot's draw. Each population's
+    `inputs` is what the network reads (an observation, or `network.inputs` of one) and
+    `alive` which slots hold an agent, both with the agent axis [N] last in their batch
+    shape (e.g. [B, N, ...]); `noise` (`action_noise` of that batch shape) gives each
+    slot's draw. Each population's
     live slots are gathered in slot order and the network runs on `chunk` of them per
     population at a time, as many times as the population with the most live slots needs
     (a loop with a traced trip count: the work follows the live agents, the shapes stay
@@ -144,10 +146,10 @@ def act_live(network: nn.Module, params: Params, obs: nmmo_jax.Observation,
     action 0 (stay; style melee; target slot 0, the no-op), log-probability 0 and value 0.
     """
     n_pops = jax.tree.leaves(params)[0].shape[0]
-    batch_ndim = obs.alive.ndim
-    split = jax.tree.map(lambda x: to_pops(x, n_pops, batch_ndim - 1), (obs, noise))
+    batch_ndim = alive.ndim
+    split = jax.tree.map(lambda x: to_pops(x, n_pops, batch_ndim - 1), (inputs, noise, alive))
     flat = jax.tree.map(lambda x: x.reshape((n_pops, -1) + x.shape[batch_ndim + 1:]), split)
-    alive = flat[0].alive
+    alive = flat[2]
     size = alive.shape[1]  # S, slots per population
     chunk = min(chunk, size)
     order = live_first(alive)  # [P, S]
@@ -155,7 +157,7 @@ def act_live(network: nn.Module, params: Params, obs: nmmo_jax.Observation,
     rows = jnp.arange(n_pops)[:, None]
 
     def call(i, acted: Acted) -> Acted:
-        (part, part_noise), index, keep = take_chunk(flat, order, live, i, chunk)
+        (part, part_noise, _), index, keep = take_chunk(flat, order, live, i, chunk)
         dist = ActionDist(jax.vmap(network.apply)(params, part))
         actions = sample_actions(dist.out, part_noise)
         target = jnp.where(keep, index, size)  # empty or repeated slots are dropped
@@ -170,5 +172,5 @@ def act_live(network: nn.Module, params: Params, obs: nmmo_jax.Observation,
                   jnp.zeros((n_pops, size)))
     calls = (jnp.max(live) + chunk - 1) // chunk
     acted = jax.lax.fori_loop(0, calls, call, empty)
-    shape = split[0].alive.shape  # [P, ..., N/P]
+    shape = split[2].shape  # [P, ..., N/P]
     return jax.tree.map(lambda x: from_pops(x.reshape(shape), batch_ndim - 1), acted)

@@ -7,7 +7,9 @@ jitted program, and `trainer.init(key)` / `trainer.run(runner)` run it in chunks
 chunks writes logs and checkpoints). One update:
 
 1. Rollout: T ticks over B realms (env vmapped over realms, `lax.scan` over ticks); every
-   slot acts with its population's network (`populations.act_live`).
+   slot acts with its population's network (`populations.act_live`). Each sample keeps
+   the network's `Inputs` (`network.inputs(obs)`), not the observation: the window is
+   prepared once per sample instead of once per epoch.
 2. GAE over each slot's stream. A slot's episode ends on the tick its agent dies
    (`done`); a later spawn in the slot starts a new one. Rollouts cut lifetimes at T and
    bootstrap from the value of the last observation.
@@ -108,7 +110,7 @@ import nmmo_jax
 from nmmo_jax import terrain
 from nmmo_jax.config import CAUSE_NAMES, REWARD_MODES, check_hits_fit
 from nmmo_jax.rollout import Tick
-from train.networks import NETWORKS, ActionDist, PolicyOutput, make_network
+from train.networks import NETWORKS, ActionDist, Inputs, PolicyOutput, make_network
 from train.populations import (
     act_live,
     action_noise,
@@ -170,10 +172,12 @@ class TrainConfig:
         _check_train_config(self)
 
     def env_config(self) -> nmmo_jax.Config:
-        """The environment's static config for this run."""
+        """The environment's static config for this run; it counts visits, since the
+        run logs the tiles each population explored."""
         return nmmo_jax.config(
             self.preset, map_size=self.map_size, lava_border=self.lava_border,
-            n_agents=self.agents, n_pops=self.pops, n_entities=self.entities)
+            n_agents=self.agents, n_pops=self.pops, n_entities=self.entities,
+            count_visits=True)
 
     def env_params(self) -> nmmo_jax.Params:
         """The environment's rule numbers for this run: the preset's, with its reward."""
@@ -241,7 +245,7 @@ def _check_train_config(config: TrainConfig) -> None:
 class Transition(NamedTuple):
     """One tick of every slot of every realm; leaves [B, N, ...] (stacked: [T, B, N, ...])."""
 
-    obs: nmmo_jax.Observation
+    inputs: Inputs  # what the network reads of the observation (`network.inputs(obs)`)
     actions: nmmo_jax.Actions
     log_prob: jax.Array
     value: jax.Array
@@ -316,7 +320,7 @@ def ppo_loss(network: Any, config: TrainConfig, params: Any, batch: Transition,
     samples of the whole minibatch on every device, the sum of the devices' losses (and
     of their gradients) is the loss (gradient) of the whole minibatch.
     """
-    out: PolicyOutput = network.apply(params, batch.obs)
+    out: PolicyOutput = network.apply(params, batch.inputs)
     dist = ActionDist(out)
     log_prob = dist.log_prob(batch.actions)
     valid = batch.valid
@@ -458,12 +462,14 @@ class Trainer:
         def policy(key: jax.Array, obs: nmmo_jax.Observation) -> tuple[Any, Any]:
             noise = jax.vmap(lambda k: action_noise(k, (cfg.agents,), cfg.entities))(
                 self._realm_keys(key))  # leaves [b, N, ...]
-            acted = act_live(self.network, runner.params, obs, noise, cfg.act_chunk)
-            return acted.actions, acted
+            inputs = self.network.inputs(obs)
+            acted = act_live(self.network, runner.params, inputs, obs.alive, noise,
+                             cfg.act_chunk)
+            return acted.actions, (acted, inputs)
 
         def observe(tick: Tick) -> tuple[Transition, dict[str, jax.Array]]:
-            acted, info = tick.act[1], tick.info
-            step = Transition(tick.obs, acted.actions, acted.log_prob, acted.value,
+            (acted, inputs), info = tick.act[1], tick.info
+            step = Transition(inputs, acted.actions, acted.log_prob, acted.value,
                               tick.reward * cfg.reward_scale, tick.done, tick.obs.alive)
             causes = jax.nn.one_hot(info.cause, len(CAUSE_NAMES), dtype=jnp.int32)[..., 1:]
             stats = {"deaths": info.pop_deaths.sum(0), "lifetime_sum": info.pop_lifetime.sum(0),

@@ -13,6 +13,7 @@ from flax import struct
 
 from nmmo_jax.config import CAUSE_NAMES, Config, Params
 from nmmo_jax.env import Env
+from nmmo_jax.game import count_visits
 from nmmo_jax.policies import Policy
 from nmmo_jax.rollout import Tick, rollout
 from nmmo_jax.state import Info, State
@@ -27,7 +28,10 @@ class Trajectory:
         for a batch). To keep memory at O(T * (N * K + H * W)) the per-tick visit
         counts are dropped: `states.visits` is an empty [T + 1, P, 0, 0] array.
       info: `Info` of each tick, leading axis T.
-      visits: [P, H, W] int32, the visit counts of the final state.
+      visits: [P, H, W] int32, ticks each population spent on each tile over the
+        recorded states (the first included), counted whether or not the realm's config
+        counts visits; from a reset, the same counts as the final `State.visits` of a
+        realm that does.
       params: the `Params` the realm played by (drawing scales health bars by their
         `max_health`).
       cfg: the realm's `Config` (static metadata, not an array).
@@ -49,6 +53,13 @@ def _without_visits(state: State) -> State:
     return state.replace(visits=jnp.zeros(state.visits.shape[:1] + (0, 0), jnp.int32))
 
 
+def _visits(states: State, cfg: Config) -> jax.Array:
+    """Each population's ticks on each tile over stacked states, [P, H, W] int32."""
+    agents = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), states.agents)  # [(T+1) N]
+    side = cfg.map_size
+    return count_visits(jnp.zeros((cfg.n_pops, side, side), jnp.int32), agents)
+
+
 def _frame(tick: Tick) -> tuple[State, Info]:
     """What a recording keeps of a tick: the state after it (without visit counts) and
     its `Info`."""
@@ -59,11 +70,11 @@ def _play(env: Env, policy: Policy, key: jax.Array, params: Params, ticks: int,
           state: State) -> Trajectory:
     """Plays `policy` from `state` for `ticks` ticks under one scan."""
     start = (env.observe(state, params), state)
-    (_, last), (states, info) = rollout(env, policy, key, ticks, params, start,
+    _, (states, info) = rollout(env, policy, key, ticks, params, start,
                                         observe=_frame)
     first = _without_visits(state)
     states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, states)
-    return Trajectory(states=states, info=info, visits=last.visits, params=params,
+    return Trajectory(states=states, info=info, visits=_visits(states, env.cfg), params=params,
                       cfg=env.cfg)
 
 
