@@ -9,6 +9,7 @@ stays full. An agent-step is one live agent acting for one tick.
     python bench/bench_env.py --realms 64 256 --ticks 100
     python bench/bench_env.py --phases        # where a tick's time and bytes go, by phase
     python bench/bench_env.py --count-visits  # with the exploration counter kept
+    python bench/bench_env.py --cpu-devices 2 # the CPU as 2 devices, realms split over them
 
 Each realm count is timed over `--repeats` calls of `--ticks` ticks; the median is shown.
 `--phases` times each phase of the tick and of the observation on its own, jitted and
@@ -33,12 +34,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import nmmo_jax
 from nmmo_jax import game, observe
 from nmmo_jax.config import LAVA
 from nmmo_jax.policies import random_policy
 from nmmo_jax.rollout import Tick
+from train.train import split_cpu
 
 
 def _live(tick: Tick) -> jax.Array:
@@ -46,23 +49,35 @@ def _live(tick: Tick) -> jax.Array:
     return jnp.sum(tick.obs.alive)
 
 
-def make_rollout(env: nmmo_jax.Env, ticks: int):
+def realm_sharding(n_realms: int) -> NamedSharding | None:
+    """The realms split evenly over every device JAX sees (e.g. `--cpu-devices`), or None
+    (one device) when there is one device or they do not split evenly."""
+    devices = jax.devices()
+    if len(devices) == 1 or n_realms % len(devices):
+        return None
+    return NamedSharding(Mesh(devices, ("realm",)), PartitionSpec("realm"))
+
+
+def make_rollout(env: nmmo_jax.Env, ticks: int, sharding: NamedSharding | None = None):
     """A jitted reset of R realms and a jitted rollout of `ticks` ticks over a batch of
     realms (`nmmo_jax.rollout`); the rollout returns the final obs and state and the live
-    agent-steps."""
+    agent-steps. With `sharding` (`realm_sharding`), the realms stay split over devices."""
     params = env.default_params.replace(spawn_per_tick=jnp.int32(env.n_agents))
 
     def reset(key, n_realms):
         return jax.vmap(env.reset, (0, None))(jax.random.split(key, n_realms), params)
 
-    @jax.jit
     def rollout(key, obs, state):
         (obs, state), live = nmmo_jax.rollout(env, random_policy, key, ticks, params,
                                               start=(obs, state), realms=obs.alive.shape[0],
                                               observe=_live)
         return obs, state, jnp.sum(live)
 
-    return jax.jit(reset, static_argnums=1), rollout
+    if sharding is None:
+        return jax.jit(reset, static_argnums=1), jax.jit(rollout)
+    return (jax.jit(reset, static_argnums=1, out_shardings=sharding),
+            jax.jit(rollout, in_shardings=(None, sharding, sharding),
+                    out_shardings=(sharding, sharding, None)))
 
 
 def cost(compiled: Any, units: int) -> tuple[float, float]:
@@ -237,7 +252,11 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25, help="operations listed by --phases")
     parser.add_argument("--count-visits", action="store_true",
                         help="keep the exploration counter State.visits (off by default)")
+    parser.add_argument("--cpu-devices", type=int, default=0, metavar="N",
+                        help="run JAX's CPU as N devices, the realms split across them "
+                             "when they split evenly; 0 keeps one CPU device")
     args = parser.parse_args()
+    split_cpu(args.cpu_devices)
 
     env = nmmo_jax.Env(nmmo_jax.config("chaos", n_agents=args.agents, n_pops=args.pops,
                                        count_visits=args.count_visits))
@@ -249,12 +268,12 @@ def main() -> None:
     if args.phases:
         profile(env, args.phase_realms, max(args.repeats, 20), args.top)
         return
-    reset, rollout = make_rollout(env, args.ticks)
     print(f"{'realms':>7} {'compile s':>10} {'agent-steps/s':>14} {'realm-steps/s':>14} "
           f"{'peak RSS MiB':>13}")
     best = 0.0
     for n_realms in args.realms:
         key = jax.random.key(n_realms)
+        reset, rollout = make_rollout(env, args.ticks, realm_sharding(n_realms))
         start = time.perf_counter()
         obs, state = reset(key, n_realms)
         compiled = rollout.lower(key, obs, state).compile()

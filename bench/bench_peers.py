@@ -3,9 +3,11 @@ one sitting: random actions, agent-steps per second, runs interleaved, medians a
 
     python bench/bench_peers.py --peer ../peer          # or NMMO3_PEER=../peer
     python bench/bench_peers.py --peer ../peer --peer-processes 2   # the peer on 2 cores
+    python bench/bench_peers.py --peer ../peer --cpu-devices 2      # ours as 2 CPU devices
 
 Ours: `bench/bench_env.py`'s rollout (Chaos, 128 agents, every free slot refilled each
-tick) over `--realms` vmapped realms, using every core XLA takes. The peer: its own
+tick) over `--realms` vmapped realms, using every core XLA takes (one CPU device, or
+the realms split over `--cpu-devices N`, one per core). The peer: its own
 benchmark (`../shared/peers/bench_puffer_nmmo3.py`: 128 players on a 128 x 128 map,
 one process per core), built by `../shared/peers/puffer_nmmo3.sh DIR`. The peer is a
 different, richer game: players fight NPCs, not each other, and have items,
@@ -24,9 +26,10 @@ import time
 from pathlib import Path
 
 import jax
-from bench_env import make_rollout
+from bench_env import make_rollout, realm_sharding
 
 import nmmo_jax
+from train.train import split_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_BENCH = ROOT.parent / "shared" / "peers" / "bench_puffer_nmmo3.py"
@@ -76,13 +79,16 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=50, help="ticks per timed call of ours")
     parser.add_argument("--calls", type=int, default=5, help="timed calls of ours per run")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cpu-devices", type=int, default=0, metavar="N",
+                        help="run ours as N CPU devices, the realms split across them")
     args = parser.parse_args()
+    split_cpu(args.cpu_devices)
     if args.peer is None:
         sys.exit(f"pass --peer DIR or set NMMO3_PEER to a folder built with:\n  {BUILD} DIR")
     command = peer_command(args.peer.resolve(), args.peer_bench.resolve(), args.peer_steps)
 
     env = nmmo_jax.Env(nmmo_jax.config("chaos"))
-    reset, rollout = make_rollout(env, args.ticks)
+    reset, rollout = make_rollout(env, args.ticks, realm_sharding(args.realms))
     key = jax.random.key(0)
     obs, state = reset(key, args.realms)
     compiled = rollout.lower(key, obs, state).compile()
@@ -101,8 +107,9 @@ def main() -> None:
               f"agent-steps/s (load {os.getloadavg()[0]:.1f})", flush=True)
     mine, theirs = statistics.median(ours), statistics.median(peers)
     cores = f"{args.peer_processes} process{'es' if args.peer_processes > 1 else ''}"
-    print(f"nmmo-jax, {args.realms} realms x 128 agents, all cores: {mine:,.0f} agent-steps/s "
-          f"(median of {args.repeats})")
+    split = f", {jax.device_count()} CPU devices" if args.cpu_devices else ""
+    print(f"nmmo-jax, {args.realms} realms x 128 agents, all cores{split}: {mine:,.0f} "
+          f"agent-steps/s (median of {args.repeats})")
     print(f"NMMO3, 128 players on 128 x 128, {cores}: {theirs:,.0f} agent-steps/s")
     print(f"ratio nmmo-jax / NMMO3: {mine / theirs:.2f} ({CAVEAT})")
 

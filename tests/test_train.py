@@ -595,6 +595,22 @@ def test_more_devices_than_there_are_is_a_usage_error(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_cpu_devices_split_the_cpu_before_jax_starts_and_only_then(capsys):
+    """--cpu-devices makes that many CPU devices in a fresh process; here, where JAX has
+    already run, and for a negative count, it is a usage error naming the flag."""
+    code = ("from train.train import parse_args; parse_args(['--cpu-devices', '3']); "
+            "import jax; print(jax.device_count())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).parent.parent, timeout=120, check=True)
+    assert done.stdout.split()[-1] == "3"
+    for count, message in (("2", "must be applied before any JAX computation"),
+                           ("-1", "must be >= 0")):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_args(["--cpu-devices", count])
+        assert exit_info.value.code == 2
+        assert f"argument --cpu-devices: {message}" in capsys.readouterr().err
+
+
 def test_the_map_option_starts_every_realm_on_that_map(first_chunks, tmp_path):
     generated = np.asarray(first_chunks[0].env_state.terrain)  # [B, H, W], one map per realm
     assert not np.array_equal(generated[0], generated[1])

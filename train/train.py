@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="delete the run already in --out and start afresh")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         default=argparse.SUPPRESS, help="hide the progress bar")
+    parser.add_argument("--cpu-devices", type=int, default=0, metavar="N",
+                        help="run JAX's CPU as N devices (e.g. one per core), the realms "
+                             "split across them as across GPUs; 0 keeps one CPU device")
     processes = parser.add_argument_group(
         "several processes", "one run over several processes (hosts), each driving its "
         "local devices; launch commands in train/train.py's docstring")
@@ -135,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
-    """The `TrainConfig` given by the command line, and the other options. Exits with a
-    usage error naming the flag for a value out of range."""
+    """The `TrainConfig` given by the command line, and the other options; applies
+    --cpu-devices (so call it before any JAX computation). Exits with a usage error
+    naming the flag for a value out of range."""
     parser = build_parser()
     args = _parse_options(parser, argv)
     return _parse_config(parser, args), args
@@ -146,6 +150,13 @@ def _parse_options(parser: argparse.ArgumentParser, argv: list[str] | None
                    ) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.progress = getattr(args, "progress", True)  # --no-progress was not given
+    if args.cpu_devices < 0:
+        parser.error(f"argument --cpu-devices: must be >= 0, got {args.cpu_devices}")
+    try:
+        split_cpu(args.cpu_devices)  # before the config's checks, which already run JAX
+    except RuntimeError as err:
+        parser.error(f"argument --cpu-devices: must be applied before any JAX computation "
+                     f"in this process ({err})")
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other: continue the run in "
                      "--out, or delete it and start afresh")
@@ -160,6 +171,15 @@ def _parse_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         name = str(err).split(" ", 1)[0]
         flag = f"argument --{name.replace('_', '-')}: " if name in names else ""
         parser.error(f"{flag}{err}")
+
+
+def split_cpu(devices: int) -> None:
+    """Makes JAX's CPU backend `devices` devices (`jax_num_cpu_devices`; 0: leave it).
+    Must run before any JAX computation; JAX raises `RuntimeError` after one. Where one
+    device would spread each operation over the cores, several run their shares of the
+    realms side by side: on a 2-core CPU, 2 devices train faster than 1."""
+    if devices:
+        jax.config.update("jax_num_cpu_devices", devices)
 
 
 def join_processes(args: argparse.Namespace) -> None:
