@@ -147,7 +147,7 @@ class TrainConfig:
     algo: str = "ppo"  # "ppo" or "pg" (v1.0-style vanilla policy gradient)
     epochs: int = 2  # passes over the live samples per update
     minibatch_size: int = 128  # live samples per population per gradient step, all devices
-    gamma: float = 0.99  # discount
+    gamma: float = 0.995  # discount (v1.0's trainer used 0.99)
     gae_lambda: float = 0.95  # GAE lambda (pg uses 1)
     clip: float = 0.2  # PPO ratio and value clipping
     vf_coef: float = 0.5  # weight of the value loss

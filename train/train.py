@@ -23,11 +23,12 @@ device of its machine. Several machines run one process each (or one per device)
 with the same flags, joined by JAX's distributed runtime: each drives its own devices'
 realms, all hold the same parameters, and process 0 alone writes the metrics, plots,
 GIF and checkpoints; `--resume` works the same (every process reads the checkpoint, so
---out must be on a file system every process sees). On 4 forced CPU devices of one
-machine, or two processes on one machine (one CPU device each; the coordinator is
-process 0's address, any free port):
+--out must be on a file system every process sees). On the CPU as 4 devices
+(`--cpu-devices 4`: the devices step their shares of the realms side by side), or two
+processes on one machine (one CPU device each; the coordinator is process 0's address,
+any free port):
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=4 python train/train.py --devices 4 \
+    python train/train.py --cpu-devices 4 --devices 4 \
         --agents 16 --pops 4 --map-size 32 --lava-border 3 --entities 8 --realms 4 \
         --total-steps 2e4 --out runs/four
     for i in 0 1; do
@@ -176,8 +177,8 @@ def _parse_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 def split_cpu(devices: int) -> None:
     """Makes JAX's CPU backend `devices` devices (`jax_num_cpu_devices`; 0: leave it).
     Must run before any JAX computation; JAX raises `RuntimeError` after one. Where one
-    device would spread each operation over the cores, several run their shares of the
-    realms side by side: on a 2-core CPU, 2 devices train faster than 1."""
+    device spreads each operation over the cores, several step their shares of the
+    realms side by side (bench/bench_train.py and bench/bench_env.py compare the two)."""
     if devices:
         jax.config.update("jax_num_cpu_devices", devices)
 
