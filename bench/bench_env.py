@@ -41,7 +41,7 @@ from nmmo_jax import game, observe
 from nmmo_jax.config import LAVA
 from nmmo_jax.policies import random_policy
 from nmmo_jax.rollout import Tick
-from train.train import split_cpu
+from train.train import add_cpu_devices, split_cpu
 
 
 def _live(tick: Tick) -> jax.Array:
@@ -252,11 +252,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25, help="operations listed by --phases")
     parser.add_argument("--count-visits", action="store_true",
                         help="keep the exploration counter State.visits (off by default)")
-    parser.add_argument("--cpu-devices", type=int, default=0, metavar="N",
-                        help="run JAX's CPU as N devices, the realms split across them "
-                             "when they split evenly; 0 keeps one CPU device")
+    add_cpu_devices(parser)
     args = parser.parse_args()
-    split_cpu(args.cpu_devices)
+    split_cpu(parser, args.cpu_devices)
 
     env = nmmo_jax.Env(nmmo_jax.config("chaos", n_agents=args.agents, n_pops=args.pops,
                                        count_visits=args.count_visits))

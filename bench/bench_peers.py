@@ -29,7 +29,7 @@ import jax
 from bench_env import make_rollout, realm_sharding
 
 import nmmo_jax
-from train.train import split_cpu
+from train.train import add_cpu_devices, split_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_BENCH = ROOT.parent / "shared" / "peers" / "bench_puffer_nmmo3.py"
@@ -79,10 +79,9 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=50, help="ticks per timed call of ours")
     parser.add_argument("--calls", type=int, default=5, help="timed calls of ours per run")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cpu-devices", type=int, default=0, metavar="N",
-                        help="run ours as N CPU devices, the realms split across them")
+    add_cpu_devices(parser)
     args = parser.parse_args()
-    split_cpu(args.cpu_devices)
+    split_cpu(parser, args.cpu_devices)
     if args.peer is None:
         sys.exit(f"pass --peer DIR or set NMMO3_PEER to a folder built with:\n  {BUILD} DIR")
     command = peer_command(args.peer.resolve(), args.peer_bench.resolve(), args.peer_steps)

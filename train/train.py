@@ -121,9 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="delete the run already in --out and start afresh")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         default=argparse.SUPPRESS, help="hide the progress bar")
-    parser.add_argument("--cpu-devices", type=int, default=0, metavar="N",
-                        help="run JAX's CPU as N devices (e.g. one per core), the realms "
-                             "split across them as across GPUs; 0 keeps one CPU device")
+    add_cpu_devices(parser)
     processes = parser.add_argument_group(
         "several processes", "one run over several processes (hosts), each driving its "
         "local devices; launch commands in train/train.py's docstring")
@@ -151,13 +149,7 @@ def _parse_options(parser: argparse.ArgumentParser, argv: list[str] | None
                    ) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.progress = getattr(args, "progress", True)  # --no-progress was not given
-    if args.cpu_devices < 0:
-        parser.error(f"argument --cpu-devices: must be >= 0, got {args.cpu_devices}")
-    try:
-        split_cpu(args.cpu_devices)  # before the config's checks, which already run JAX
-    except RuntimeError as err:
-        parser.error(f"argument --cpu-devices: must be applied before any JAX computation "
-                     f"in this process ({err})")
+    split_cpu(parser, args.cpu_devices)  # before the config's checks, which already run JAX
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other: continue the run in "
                      "--out, or delete it and start afresh")
@@ -174,13 +166,27 @@ def _parse_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error(f"{flag}{err}")
 
 
-def split_cpu(devices: int) -> None:
+def add_cpu_devices(parser: argparse.ArgumentParser) -> None:
+    """Adds --cpu-devices N to `parser`; `split_cpu` applies it."""
+    parser.add_argument("--cpu-devices", type=int, default=0, metavar="N",
+                        help="run JAX's CPU as N devices (e.g. one per core), the realms "
+                             "split across them as across GPUs; 0 keeps one CPU device")
+
+
+def split_cpu(parser: argparse.ArgumentParser, devices: int) -> None:
     """Makes JAX's CPU backend `devices` devices (`jax_num_cpu_devices`; 0: leave it).
-    Must run before any JAX computation; JAX raises `RuntimeError` after one. Where one
-    device spreads each operation over the cores, several step their shares of the
-    realms side by side (bench/bench_train.py and bench/bench_env.py compare the two)."""
+    Must run before any JAX computation: after one, and for a negative count, it exits
+    with a usage error of `parser` naming --cpu-devices. Where one device spreads each
+    operation over the cores, several step their shares of the realms side by side
+    (bench/bench_train.py and bench/bench_env.py compare the two)."""
+    if devices < 0:
+        parser.error(f"argument --cpu-devices: must be >= 0, got {devices}")
     if devices:
-        jax.config.update("jax_num_cpu_devices", devices)
+        try:
+            jax.config.update("jax_num_cpu_devices", devices)
+        except RuntimeError as err:
+            parser.error(f"argument --cpu-devices: must be applied before any JAX "
+                         f"computation in this process ({err})")
 
 
 def join_processes(args: argparse.Namespace) -> None:
