@@ -1,4 +1,4 @@
-"""Baseline policies: uniform random, a scripted forager and a scripted fighter.
+"""Baseline policies: uniform random, a scripted forager, fighter and evader.
 
 Every policy is a pure, jittable function `policy(key, obs) -> Actions` of one realm's
 `Observation` (leading axis N, one row per slot); vmap it over realms. They read only
@@ -92,6 +92,43 @@ def make_fighter(food_threshold: float = 0.6, water_threshold: float = 0.6,
         return forager(key, obs).replace(style=style, target=target)
 
     return fighter
+
+
+def make_evader(flee_radius: int = 3, food_threshold: float = 0.6,
+                water_threshold: float = 0.6, heading_ticks: int = 16) -> Policy:
+    """The fighter, keeping its distance: while an enemy in view is within `flee_radius`
+    tiles (Chebyshev; 3 is the mage's reach in Chaos) it takes the walkable step, or
+    stays, that leaves the nearest enemy farthest, the forager's move winning ties; it
+    moves like the forager otherwise and attacks like the fighter.
+
+    Keeping out of reach is what the Chaos rules reward: a mage hit freezes its target
+    and drains its food and water, so an agent caught in range rarely walks away.
+    """
+
+    def evader(key: jax.Array, obs: Observation) -> Actions:
+        forage = forage_moves(key, obs, food_threshold, water_threshold, heading_ticks)
+        style, target = weakest_enemy_attack(obs)
+        return Actions(move=flee_moves(obs, forage, flee_radius), style=style, target=target)
+
+    return evader
+
+
+def flee_moves(obs: Observation, move: jax.Array, flee_radius: int) -> jax.Array:
+    """`move` ([N] int32), replaced by the step away from the nearest enemy for the agents
+    with an enemy within `flee_radius` tiles (see `make_evader`)."""
+    r = obs.tiles.shape[1] // 2
+    enemy = obs.entity_mask & (obs.entities[..., Feature.SAME_POP] < 0)  # [N, K]
+    offset = jnp.round(obs.entities[..., Feature.ROW_OFFSET:Feature.COL_OFFSET + 1] * r)
+    deltas = np.asarray(MOVE_DELTAS)
+    after = offset[:, None] - jnp.asarray(deltas, jnp.float32)[None, :, None]  # [N, 5, K, 2]
+    gap = jnp.min(jnp.where(enemy[:, None], jnp.max(jnp.abs(after), axis=-1), jnp.inf),
+                  axis=-1)  # [N, 5] nearest enemy after each move
+    walkable = jnp.asarray(WALKABLE)[obs.tiles[:, r + deltas[:, 0], r + deltas[:, 1]]]
+    legal = (walkable & obs.move_mask).at[:, 0].set(True)  # [N, 5]
+    preferred = jnp.arange(N_MOVES) == move[:, None]
+    score = jnp.where(legal, gap + 0.5 * preferred, -jnp.inf)
+    threatened = gap[:, 0] <= flee_radius
+    return jnp.where(threatened, jnp.argmax(score, axis=1), move).astype(jnp.int32)
 
 
 def weakest_enemy_attack(obs: Observation) -> tuple[jax.Array, jax.Array]:
@@ -202,5 +239,7 @@ def _downhill(key: jax.Array, distance: jax.Array, walkable: jax.Array) -> jax.A
 
 forager = make_forager()
 fighter = make_fighter()
+evader = make_evader()
 
-POLICIES: dict[str, Policy] = {"random": random_policy, "forager": forager, "fighter": fighter}
+POLICIES: dict[str, Policy] = {"random": random_policy, "forager": forager, "fighter": fighter,
+                               "evader": evader}

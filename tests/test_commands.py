@@ -38,8 +38,9 @@ def test_the_console_scripts_are_installed_and_start(name):
 
 
 @pytest.mark.parametrize("name, choices", [
-    ("nmmo-eval", {"--vs": "fighter, forager, random"}),
-    ("nmmo-render", {"--preset": "base, chaos, law", "--policy": "fighter, forager, random"}),
+    ("nmmo-eval", {"--vs": "evader, fighter, forager, random"}),
+    ("nmmo-render", {"--preset": "base, chaos, law",
+                     "--policy": "evader, fighter, forager, random"}),
 ])
 def test_every_flag_has_help_and_its_default(name, choices):
     table = flags(help_text(str(BIN / name)))

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from nmmo_jax.config import FOREST, GRASS, LAVA, MAGE, MELEE, RANGE, STONE, WATER, Feature
-from nmmo_jax.policies import POLICIES, WALKABLE, fighter, forager, observed_age
+from nmmo_jax.policies import POLICIES, WALKABLE, evader, fighter, forager, observed_age
 from nmmo_jax.render import record
 
 TICKS = 150
-FORAGER, FIGHTER = jax.jit(forager), jax.jit(fighter)
+FORAGER, FIGHTER, EVADER = jax.jit(forager), jax.jit(fighter), jax.jit(evader)
 EAST, SOUTH, WEST, NORTH = 1, 2, 3, 4
 
 
@@ -78,7 +78,7 @@ def test_attacks_are_legal(replayed, name):
         assert set(act.style[alive].tolist()) == set(range(3))
 
 
-@pytest.mark.parametrize("name", ["forager", "fighter"])
+@pytest.mark.parametrize("name", ["forager", "fighter", "evader"])
 def test_scripted_moves_never_enter_lava_or_impassable_tiles(replayed, name):
     obs, actions = replayed
     move = actions[name].move
@@ -160,3 +160,32 @@ def test_exploring_forager_on_the_spawn_ring_never_steps_into_lava(small_env, sm
     for seed in range(16):
         move = np.asarray(FORAGER(jax.random.key(seed), obs).move)
         assert move[0] not in (WEST, NORTH) and move[1] != NORTH
+
+
+def test_evader_steps_away_from_an_enemy_in_mage_reach(small_env, small_cfg):
+    # An enemy 2 tiles east: west puts it 3 away, every other move leaves it nearer.
+    agents = [{"pos": (15, 15)}, {"pos": (15, 17)}]
+    for seed in range(4):
+        assert first_move(small_env, EVADER, grass_map(small_cfg), agents, seed) == WEST
+    # Stone to the west: north and south keep it 2 away, staying too; east brings it to 1.
+    tiles = grass_map(small_cfg)
+    tiles[15, 14] = STONE
+    moves = {first_move(small_env, EVADER, tiles, agents, seed) for seed in range(8)}
+    assert moves <= {0, SOUTH, NORTH}
+
+
+def test_evader_forages_when_no_enemy_is_in_reach_and_attacks_like_the_fighter(
+        small_env, small_cfg):
+    tiles = grass_map(small_cfg)
+    tiles[15, 18] = FOREST
+    # A teammate beside it and an enemy 4 tiles away (beyond the flee radius of 3).
+    agents = [{"pos": (15, 15), "food": 5}, {"pos": (19, 15)}, {"pos": (15, 14), "slot": 4}]
+    obs, _ = small_env.make_state(tiles, agents)
+    key = jax.random.key(0)
+    assert int(EVADER(key, obs).move[0]) == int(FORAGER(key, obs).move[0]) == EAST
+    agents = [{"pos": (15, 15)}, {"pos": (17, 15), "health": 3}, {"pos": (15, 16)}]
+    obs, _ = small_env.make_state(tiles, agents)
+    fled, fought = EVADER(key, obs), FIGHTER(key, obs)
+    assert (int(fled.style[0]), int(fled.target[0])) == (int(fought.style[0]),
+                                                         int(fought.target[0]))
+    assert int(fled.target[0]) > 0
