@@ -117,25 +117,26 @@ def flee_moves(obs: Observation, move: jax.Array, flee_radius: int) -> jax.Array
     """`move` ([N] int32), replaced by the step away from the nearest enemy for the agents
     with an enemy within `flee_radius` tiles (see `make_evader`)."""
     r = obs.tiles.shape[1] // 2
-    enemy = obs.entity_mask & (obs.entities[..., Feature.SAME_POP] < 0)  # [N, K]
     offset = jnp.round(obs.entities[..., Feature.ROW_OFFSET:Feature.COL_OFFSET + 1] * r)
-    deltas = np.asarray(MOVE_DELTAS)
-    after = offset[:, None] - jnp.asarray(deltas, jnp.float32)[None, :, None]  # [N, 5, K, 2]
-    gap = jnp.min(jnp.where(enemy[:, None], jnp.max(jnp.abs(after), axis=-1), jnp.inf),
+    after = offset[:, None] - jnp.asarray(MOVE_DELTAS, jnp.float32)[None, :, None]  # [N, 5, K, 2]
+    gap = jnp.min(jnp.where(_enemies(obs)[:, None], jnp.max(jnp.abs(after), axis=-1), jnp.inf),
                   axis=-1)  # [N, 5] nearest enemy after each move
-    walkable = jnp.asarray(WALKABLE)[obs.tiles[:, r + deltas[:, 0], r + deltas[:, 1]]]
-    legal = (walkable & obs.move_mask).at[:, 0].set(True)  # [N, 5]
+    legal = _walkable_steps(jnp.asarray(WALKABLE)[obs.tiles]) & obs.move_mask  # [N, 5]
     preferred = jnp.arange(N_MOVES) == move[:, None]
     score = jnp.where(legal, gap + 0.5 * preferred, -jnp.inf)
     threatened = gap[:, 0] <= flee_radius
     return jnp.where(threatened, jnp.argmax(score, axis=1), move).astype(jnp.int32)
 
 
+def _enemies(obs: Observation) -> jax.Array:
+    """Filled entity slots of another population (same-population feature -0.5), [N, K]."""
+    return obs.entity_mask & (obs.entities[..., Feature.SAME_POP] < 0)
+
+
 def weakest_enemy_attack(obs: Observation) -> tuple[jax.Array, jax.Array]:
     """(style [N], target [N]) int32 attacking the weakest enemy in range; (0, 0), the
     no-op, for agents with none."""
-    enemy = obs.entity_mask & (obs.entities[..., Feature.SAME_POP] < 0)  # [N, K]
-    reachable = enemy & jnp.any(obs.target_mask, axis=1)  # [N, K]
+    reachable = _enemies(obs) & jnp.any(obs.target_mask, axis=1)  # [N, K]
     health = jnp.where(reachable, obs.entities[..., Feature.HEALTH], jnp.inf)
     found = jnp.any(reachable, axis=1)
     target = jnp.where(found, jnp.argmin(health, axis=1), 0)
@@ -219,18 +220,28 @@ def _distance_field(source: jax.Array, walkable: jax.Array, steps: int) -> jax.A
     return distance
 
 
+def _neighbours(window: jax.Array) -> jax.Array:
+    """The window's centre and its 4 neighbours in `MOVE_DELTAS` order, [N, 5]."""
+    r = window.shape[1] // 2
+    deltas = np.asarray(MOVE_DELTAS)
+    return window[:, r + deltas[:, 0], r + deltas[:, 1]]
+
+
+def _walkable_steps(walkable: jax.Array) -> jax.Array:
+    """Which moves lead onto a walkable tile of the window ([N, V, V] bool), [N, 5] bool;
+    staying always counts."""
+    return _neighbours(walkable).at[:, 0].set(True)
+
+
 def _downhill(key: jax.Array, distance: jax.Array, walkable: jax.Array) -> jax.Array:
     """One step down the distance field from the window centre, [N] int32.
 
     Staying wins ties (a goal reached is kept); other ties break at random. An agent
     with no reachable source takes a random move among the walkable ones (or stays).
     """
-    n, v = distance.shape[:2]
-    r = v // 2
-    deltas = np.asarray(MOVE_DELTAS)
-    rows, cols = r + deltas[:, 0], r + deltas[:, 1]
-    legal = walkable[:, rows, cols].at[:, 0].set(True)  # [N, 5]
-    score = jnp.where(legal, distance[:, rows, cols], jnp.inf).at[:, 0].add(-0.5)
+    n = distance.shape[0]
+    legal = _walkable_steps(walkable)  # [N, 5]
+    score = jnp.where(legal, _neighbours(distance), jnp.inf).at[:, 0].add(-0.5)
     noise = jax.random.uniform(key, (n, N_MOVES), maxval=0.25)
     reachable = jnp.any(jnp.isfinite(score), axis=1, keepdims=True)
     score = jnp.where(reachable, score + noise, jnp.where(legal, noise, jnp.inf))
