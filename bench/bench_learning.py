@@ -5,12 +5,13 @@ head-to-head in shared realms against a scripted policy. Prints the curve and th
 and saves the curve to docs/learning_curve.png.
 
 The lifetime of an update is that of the agents that died during its rollout (all
-populations together); random play lives about 10 ticks. The head-to-head places the
-trained populations and as many populations of the scripted `--vs` policy (default:
-`fighter` in Chaos, `forager` in Law and base) in the same fresh realms, slots split
-evenly (train/evaluate.py's tournament), and prints each side's mean lifetime with a 95%
-confidence interval over realms. `--save` keeps the trained populations as a checkpoint
-that `nmmo-eval` and `train.pretrained` read.
+learning populations together); random play lives about 10 ticks. With `--scripted`,
+the scripted populations' lifetime in the same realms is printed beside it. The
+head-to-head places the trained populations and as many populations of the scripted
+`--vs` policy (default: `fighter` in Chaos, `forager` in Law and base) in the same fresh
+realms, slots split evenly (train/evaluate.py's tournament), and prints each side's mean
+lifetime with a 95% confidence interval over realms. `--save` keeps the trained
+populations as a checkpoint that `nmmo-eval` and `train.pretrained` read.
 
     python bench/bench_learning.py                    # 600 s
     python bench/bench_learning.py --seconds 120 --out /tmp/curve.png
@@ -57,9 +58,10 @@ def main() -> None:
     config = dataclasses.replace(config, seed=args.seed, total_steps=1e12)
     vs = args.vs or ("fighter" if config.preset == "chaos" else "forager")
     trainer = make_train(config)
+    pops = f"{config.pops} pops" + (f" ({config.scripted} scripted)" if config.scripted else "")
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} "
           f"({platform.processor() or platform.machine()}); {config.preset}, {config.agents} "
-          f"slots, {config.pops} pops, {config.network} network; {config.realms} realms x "
+          f"slots, {pops}, {config.network} network; {config.realms} realms x "
           f"{config.rollout} ticks, {config.epochs} epochs, minibatches of "
           f"{config.minibatch_size}; budget {args.seconds:.0f} s"
           + (f"; flags: {' '.join(rest)}" if rest else ""))
@@ -107,6 +109,11 @@ def summarise(rows: list[dict], config) -> dict[str, np.ndarray]:
     total = max(sum(deaths.values()), 1)
     print("deaths over the last 10 updates: "
           + ", ".join(f"{name} {count / total:.0%}" for name, count in deaths.items()))
+    if config.scripted:
+        died = sum(sum(r["scripted_deaths_pop"]) for r in rows[-10:])
+        lived = sum(r["scripted_lifetime"] * sum(r["scripted_deaths_pop"]) for r in rows[-10:])
+        print(f"scripted populations ({config.scripted}) in the same realms over the last 10 "
+              f"updates: {lived / max(died, 1):.1f} ticks")
     at_5m = np.searchsorted(live[9:], 5e6)
     if at_5m < smooth.size:
         print(f"10-update mean at 5 M live agent-steps: {smooth[at_5m]:.1f} ticks")

@@ -22,8 +22,10 @@ import numpy as np
 import pytest
 
 from nmmo_jax.config import REWARD_MODES
-from train import checkpoint
-from train.evaluate import Competitor, evaluate
+from nmmo_jax.policies import evader, forager
+from nmmo_jax.state import Actions
+from train import checkpoint, zoo
+from train.evaluate import Competitor, evaluate, load_competitor, training_lineup
 from train.networks import (
     BLOCK,
     FOVEA,
@@ -550,7 +552,12 @@ def test_checkpoint_errors_are_clear(trainer, first_chunks, tmp_path):
     (["--agents", "10", "--pops", "4"], "do not make a valid realm: n_agents (10) must be "
                                         "divisible by n_pops (4)"),
     (["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
+    (["--scripted", "hunter:2"], "argument --scripted: scripted names an unknown policy "
+                                 "'hunter'"),
+    (["--scripted", "forager:8"], "argument --scripted: scripted must leave at least one of "
+                                  "the 8 populations to learn"),
     (["--devices", "-1"], "argument --devices: devices must be >= 0, got -1"),
+    (["--realm-ticks", "-1"], "argument --realm-ticks: realm_ticks must be >= 0, got -1"),
     (["--map", "nowhere.npy"], "argument --map: map 'nowhere.npy': expected 'generated', "
                                "'original:I'"),
     (["--map", "original:3", "--map-size", "32", "--lava-border", "3"],
@@ -628,6 +635,102 @@ def test_metric_rows_weigh_lifetime_by_deaths():
     row = metric_rows(metrics, 0, 1.0, 1.0, config)[0]
     assert row["lifetime"] == pytest.approx((30 + 40) / 4)
     assert row["lifetime_pop"] == [10.0, 40.0]
+
+
+# Populations 2 and 3 scripted; the oldest realm restarts once it has run one rollout.
+SCRIPTED = dataclasses.replace(TINY, scripted="forager,evader", realm_ticks=TINY.rollout)
+
+
+@pytest.fixture(scope="module")
+def scripted_run():
+    """SCRIPTED's trainer, its runner after init and after one chunk (5 updates), and the
+    chunk's metrics."""
+    trainer = make_train(SCRIPTED)
+    runner0 = trainer.init(jax.random.key(0))
+    runner1, metrics = trainer.run(runner0)
+    return trainer, runner0, runner1, jax.device_get(metrics)
+
+
+def test_scripted_populations_play_their_script_on_their_own_slots(scripted_run):
+    """Slots of populations 0 and 1 take the learners' actions; those of population 2 the
+    forager's and of population 3 the evader's, each script run on its population's slots
+    as if they were a realm of their own."""
+    trainer, runner = scripted_run[0], scripted_run[2]
+    obs, n = runner.obs, TINY.agents
+    learned = jax.tree.map(lambda x: jnp.full((TINY.realms, n // 2), x, jnp.int32),
+                           Actions(move=3, style=2, target=5))  # marks the learners' slots
+    keys = jax.random.split(jax.random.key(7), TINY.realms)
+    actions = jax.jit(trainer._with_scripts)(keys, obs, learned)
+    population = np.arange(n) % TINY.pops
+    for field in ("move", "style", "target"):
+        assert np.all(np.asarray(getattr(actions, field))[:, population < 2]
+                      == getattr(learned, field)[0, 0])
+    for c, policy in enumerate((forager, evader)):
+        own = jax.tree.map(lambda x, c=c: x[:, population == 2 + c], obs)
+        expected = jax.vmap(lambda k, o, c=c, policy=policy: policy(
+            jax.random.fold_in(k, c), o))(keys, own)
+        for field in ("move", "style", "target"):
+            np.testing.assert_array_equal(np.asarray(getattr(actions, field))[:, population
+                                                                                 == 2 + c],
+                                          getattr(expected, field))
+
+
+def test_only_the_learning_populations_have_parameters_and_learn(scripted_run):
+    trainer, runner0, runner1, metrics = scripted_run
+    assert SCRIPTED.learning_pops == 2 and SCRIPTED.scripted_pops == (("forager", 1),
+                                                                        ("evader", 1))
+    assert {leaf.shape[0] for leaf in jax.tree.leaves(runner1.params)} == {2}
+    assert not tree_equal(runner0.params, runner1.params)
+    for name, value in metrics.items():
+        width = 2 if name.startswith("scripted_") else SCRIPTED.learning_pops
+        assert value.shape == (TINY.chunk, width), name
+        assert np.all(np.isfinite(value)), name
+    assert metrics["scripted_deaths"].sum() > 0
+    # Live agent-steps count the learners' slots only: at most T x B x N / 2 per update.
+    assert np.all(metrics["live_steps"].sum(1) <= TINY.rollout * TINY.realms * TINY.agents / 2)
+    row = metric_rows(metrics, 0, 1.0, 1.0, SCRIPTED)[-1]
+    deaths = metrics["scripted_deaths"][-1]
+    assert row["scripted_lifetime"] == pytest.approx(
+        (metrics["scripted_lifetime"][-1] * deaths).sum() / deaths.sum(), rel=1e-4)
+
+
+def test_a_scripted_run_is_evaluated_beside_its_scripts(scripted_run, tmp_path):
+    """Saved and loaded, the learners' populations meet the scripts they trained beside."""
+    runner = scripted_run[2]
+    zoo.save_populations(tmp_path / "p.msgpack", runner.params, SCRIPTED)
+    loaded = load_competitor(tmp_path / "p.msgpack", "trained")
+    assert tree_equal(loaded.params, runner.params)
+    lineup = training_lineup(loaded)
+    assert [(e.name, e.pops) for e in lineup] == [("trained", 2), ("forager", 1),
+                                                  ("evader", 1)]
+    result = evaluate(lineup, jax.random.key(2), realms=2, ticks=20)
+    assert sorted(row["name"] for row in result["competitors"]) == ["evader", "forager",
+                                                                     "trained"]
+
+
+def test_the_oldest_realm_restarts_on_a_new_map_once_it_has_run_realm_ticks(scripted_run):
+    """One realm per update, the first of the oldest: after update 1 the realms have run
+    [16, 16, 16, 16] ticks and realm 0 restarts; after update 2, [16, 32, 32, 32] and
+    realm 1 restarts; ... after update 5, [64, 48, 32, 16] and realm 0 restarts again."""
+    _, runner0, runner1, _ = scripted_run
+    assert np.asarray(runner1.env_state.tick).tolist() == [0, 48, 32, 16]
+    before, after = np.asarray(runner0.env_state.terrain), np.asarray(runner1.env_state.terrain)
+    assert all(not np.array_equal(before[r], after[r]) for r in range(TINY.realms))
+    # Realm 0 is a new realm: its first spawn only, and only its spawn tile visited.
+    assert int(runner1.obs.alive[0].sum()) == 1
+    assert int(runner1.env_state.visits[0].sum()) == 1
+    assert int(runner1.obs.alive[1:].sum()) > 3
+
+
+@pytest.mark.parametrize("scripted, message", [
+    ("nobody:2", "scripted names an unknown policy 'nobody' in 'nobody:2'"),
+    ("forager:0", "scripted gives 'forager' the count '0'; a count must be an int >= 1"),
+    ("forager:two", "scripted gives 'forager' the count 'two'"),
+    ("forager:3,evader", "scripted must leave at least one of the 4 populations to learn"),
+])
+def test_bad_scripted_populations_are_rejected(scripted, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dataclasses.replace(TINY, scripted=scripted)
 
 
 @pytest.fixture(scope="module")

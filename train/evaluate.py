@@ -78,7 +78,7 @@ def load_competitor(path: str | os.PathLike, name: str | None = None) -> Competi
 
     def init() -> Any:
         obs, _ = env.reset(jax.random.key(0), env.default_params)
-        return init_populations(network, jax.random.key(0), obs, config.pops)
+        return init_populations(network, jax.random.key(0), obs, config.learning_pops)
 
     template = jax.eval_shape(init)
     params, _ = checkpoint.restore(path, template, prefix=".params")
@@ -105,6 +105,13 @@ def lineup(entrants: Sequence[Competitor | Scripted | str | Policy]
             entrant = Scripted(getattr(entrant, "__name__", "scripted"), entrant, first.pops)
         resolved.append(entrant)
     return resolved
+
+
+def training_lineup(competitor: Competitor) -> list[Competitor | Scripted]:
+    """The competitor beside the scripted populations it was trained with (its config's
+    `scripted`, in the same order): the populations of its training realms."""
+    return [competitor, *(Scripted(name, POLICIES[name], count)
+                          for name, count in competitor.config.scripted_pops)]
 
 
 def _sizes(players: Sequence[Any], params: Sequence[Any]) -> list[int]:

@@ -19,6 +19,20 @@ chunks writes logs and checkpoints). One update:
    its own agents only; Adam with gradient clipping (`optax.chain(clip_by_global_norm,
    adamw)`) is vmapped the same way, so clipping is per population too.
 
+Scripted populations. `scripted` ("forager:4", "evader:2,fighter:2") hands the last
+populations to scripts of `nmmo_jax.policies`: they act in every realm as the script
+plays (run on each scripted population's own slots), but have no parameters and no
+samples. The first `learning_pops` populations learn as above; the rollout keeps only
+their slots ([T, b, N * L / P, ...]), and every metric is theirs but `scripted_lifetime`
+and `scripted_deaths`, so one run measures the learners beside the scripts in the same
+realms.
+
+Realms persist from update to update, so a run of B realms on generated maps learns on
+B maps. With `realm_ticks` > 0, after each update the oldest realm (the first of the
+oldest, over every device) restarts on a new map once it has run that many ticks: one
+realm per update, so the restarts spread over the updates and the realms' ages stay
+mixed. Its agents' last steps were bootstrapped in the update, as at any rollout's end.
+
 Slots that are empty during a tick (the agent is dead and the slot not yet respawned,
 `obs.alive` False) carry no loss and cost no compute: the rollout runs the network on
 live slots only (`populations.act_live`), and each epoch shuffles every population's
@@ -109,12 +123,14 @@ from jax.sharding import PartitionSpec as P
 import nmmo_jax
 from nmmo_jax import terrain
 from nmmo_jax.config import CAUSE_NAMES, REWARD_MODES, check_hits_fit
+from nmmo_jax.policies import POLICIES
 from nmmo_jax.rollout import Tick
 from train.networks import NETWORKS, ActionDist, Inputs, PolicyOutput, make_network
 from train.populations import (
     act_live,
     action_noise,
     apply_populations,
+    from_pops,
     init_populations,
     take_chunk,
     to_pops,
@@ -137,6 +153,7 @@ class TrainConfig:
     reward_mode: str = "alive"  # "alive" (+1 per tick alive) or "death" (-1 at death)
     reward_scale: float = 0.25  # multiplies the env reward (scales the value targets)
     map: str = "generated"  # "generated" (one per realm), "original:I" (v1.0 map I) or a .npy
+    realm_ticks: int = 0  # a realm restarts (on a new map) after this many ticks; 0: never
     # rollout and schedule
     realms: int = 16  # B, realms stepped in parallel
     devices: int = 0  # devices the realms are split across (all processes); 0: all of them
@@ -162,6 +179,7 @@ class TrainConfig:
     noop_bias: float = 3.0  # initial target-head logit offset on the no-op (self) target
     act_chunk: int = 64  # live slots per population per rollout network call, per device
     same_init: bool = False  # start every population from the same parameters
+    scripted: str = ""  # last populations played by scripts (not learning), e.g. forager:4
     seed: int = 0  # PRNG seed of the whole run
     # outputs (used by train/train.py)
     out: str = "runs/default"  # output folder
@@ -184,6 +202,18 @@ class TrainConfig:
         return nmmo_jax.params(self.preset, reward_mode=self.reward_mode)
 
     @property
+    def scripted_pops(self) -> tuple[tuple[str, int], ...]:
+        """The scripted populations as (policy name, count) in population order, after the
+        learning ones."""
+        return parse_scripted(self.scripted)
+
+    @property
+    def learning_pops(self) -> int:
+        """Populations that learn: populations 0 ... learning_pops - 1; the rest play
+        `scripted`."""
+        return self.pops - sum(count for _, count in self.scripted_pops)
+
+    @property
     def steps_per_update(self) -> int:
         return self.realms * self.rollout * self.agents
 
@@ -200,12 +230,28 @@ class TrainConfig:
 _AT_LEAST_ONE = ("agents", "pops", "realms", "rollout", "chunk", "epochs", "minibatch_size",
                  "act_chunk", "checkpoint_every")
 _AT_LEAST_ZERO = ("devices", "hidden", "seed", "eval_ticks", "vf_coef", "ent_coef",
-                  "weight_decay")
+                  "weight_decay", "realm_ticks")
 _ABOVE_ZERO = ("reward_scale", "total_steps", "clip", "lr", "max_grad_norm")
 _IN_ZERO_ONE = ("gamma", "gae_lambda")
 _KIND_NAMES = {bool: "True or False", int: "an int", float: "a number", str: "a string"}
 _CHOICES = {"algo": ("ppo", "pg"), "reward_mode": tuple(REWARD_MODES),
             "network": tuple(NETWORKS)}
+
+
+def parse_scripted(spec: str) -> tuple[tuple[str, int], ...]:
+    """(policy name, count) of each comma-separated NAME or NAME:COUNT of `spec` ("" for
+    none). Raises `ValueError` for an unknown policy or a count that is not an int >= 1."""
+    parsed = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, count = item.partition(":")
+        if name not in POLICIES:
+            raise ValueError(f"scripted names an unknown policy {name!r} in {spec!r}; choose "
+                             f"among {sorted(POLICIES)}")
+        if count and not (count.isdigit() and int(count) >= 1):
+            raise ValueError(f"scripted gives {name!r} the count {count!r}; a count must be an "
+                             f"int >= 1")
+        parsed.append((name, int(count or 1)))
+    return tuple(parsed)
 
 
 def _check_train_config(config: TrainConfig) -> None:
@@ -233,6 +279,9 @@ def _check_train_config(config: TrainConfig) -> None:
         raise ValueError(f"seed must be < 2**32, got {config.seed}")
     if not config.out:
         raise ValueError("out must name an output folder, got ''")
+    if config.learning_pops < 1:
+        raise ValueError(f"scripted must leave at least one of the {config.pops} populations "
+                         f"to learn, got {config.scripted!r}")
     try:
         env_cfg = config.env_config()
         check_hits_fit(env_cfg, config.env_params())
@@ -397,6 +446,8 @@ class Trainer:
         self.env_params = config.env_params()
         self.tiles = terrain.load_map(config.map, env_cfg)
         self.network = make_network(config.network, config.hidden or None, config.noop_bias)
+        self.learners = config.learning_pops
+        self.scripts = tuple((POLICIES[name], count) for name, count in config.scripted_pops)
         self.optimizer = optax.chain(
             optax.clip_by_global_norm(config.max_grad_norm),
             optax.adamw(config.lr, eps=1e-5, weight_decay=config.weight_decay))
@@ -433,6 +484,36 @@ class Trainer:
         return shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs,
                          check_rep=False)
 
+    def _learning(self, tree: Any, axis: int) -> Any:
+        """The learning populations' slots of every leaf of `tree`, whose agent axis [N]
+        is `axis`: [..., N, ...] -> [..., N * L / P, ...], population p of L in column p
+        (`to_pops` with L populations), as the learners' parameters are laid out."""
+        if not self.scripts:
+            return tree
+        pops = self.config.pops
+        return jax.tree.map(lambda x: from_pops(to_pops(x, pops, axis)[:self.learners], axis),
+                            tree)
+
+    def _with_scripts(self, keys: jax.Array, obs: nmmo_jax.Observation,
+                      learned: nmmo_jax.Actions) -> nmmo_jax.Actions:
+        """Every slot's actions, [b, N]: `learned` ([b, N * L / P]) for the learning
+        populations' slots, and each scripted population's script on its own slots: the
+        script sees them, in slot order, as its realm's rows, and the c-th script of realm
+        r gets the key `fold_in(keys[r], c)`."""
+        if not self.scripts:
+            return learned
+        split = jax.tree.map(lambda x: to_pops(x, self.config.pops, 1), obs)  # [P, b, N/P, ...]
+        parts = [jax.tree.map(lambda x: to_pops(x, self.learners, 1), learned)]
+        offset = self.learners
+        for c, (script, count) in enumerate(self.scripts):
+            own = jax.tree.map(lambda x, o=offset, n=count: from_pops(x[o:o + n], 1), split)
+            actions = jax.vmap(lambda k, o, c=c, script=script: script(
+                jax.random.fold_in(k, c), o))(keys, own)
+            parts.append(jax.tree.map(lambda x, n=count: to_pops(x, n, 1), actions))
+            offset += count
+        joined = jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)  # [P, b, N/P]
+        return jax.tree.map(lambda x: from_pops(x, 1), joined)
+
     def _realm_keys(self, key: jax.Array) -> jax.Array:
         """This device's rows of `jax.random.split(key, realms)`, [local_realms]: a realm's
         key does not depend on how the realms are split across devices."""
@@ -447,7 +528,7 @@ class Trainer:
         param_key, env_key, run_key = jax.random.split(key, 3)
         obs, env_state = jax.vmap(self.env.reset, (0, None, None))(
             self._realm_keys(env_key), self.env_params, self.tiles)
-        params = init_populations(self.network, param_key, obs, cfg.pops, cfg.same_init)
+        params = init_populations(self.network, param_key, obs, self.learners, cfg.same_init)
         opt_state = jax.vmap(self.optimizer.init)(params)
         return RunnerState(params, opt_state, env_state, obs, run_key, jnp.zeros((), jnp.int32))
 
@@ -455,22 +536,27 @@ class Trainer:
 
     def _rollout(self, runner: RunnerState, key: jax.Array
                  ) -> tuple[RunnerState, Transition, dict[str, jax.Array]]:
-        """T ticks of this device's realms (`nmmo_jax.rollout`); the stats are this
-        device's sums, [P] each ([P, 3] for the causes of death)."""
+        """T ticks of this device's realms (`nmmo_jax.rollout`); the transitions are the
+        learning populations' slots, [T, b, N * L / P, ...]; the stats are this device's
+        sums over every population, [P] each ([P, 3] for the causes of death)."""
         cfg = self.config
 
         def policy(key: jax.Array, obs: nmmo_jax.Observation) -> tuple[Any, Any]:
-            noise = jax.vmap(lambda k: action_noise(k, (cfg.agents,), cfg.entities))(
-                self._realm_keys(key))  # leaves [b, N, ...]
-            inputs = self.network.inputs(obs)
-            acted = act_live(self.network, runner.params, inputs, obs.alive, noise,
+            mine = self._learning(obs, 1)  # the learners' slots, leaves [b, N * L / P, ...]
+            noise = jax.vmap(lambda k: action_noise(k, mine.alive.shape[1:], cfg.entities))(
+                self._realm_keys(key))  # leaves [b, N * L / P, ...]
+            inputs = self.network.inputs(mine)
+            acted = act_live(self.network, runner.params, inputs, mine.alive, noise,
                              cfg.act_chunk)
-            return acted.actions, (acted, inputs)
+            actions = self._with_scripts(self._realm_keys(jax.random.fold_in(key, 1)), obs,
+                                         acted.actions)
+            return actions, (acted, inputs)
 
         def observe(tick: Tick) -> tuple[Transition, dict[str, jax.Array]]:
             (acted, inputs), info = tick.act[1], tick.info
+            reward, done, alive = self._learning((tick.reward, tick.done, tick.obs.alive), 1)
             step = Transition(inputs, acted.actions, acted.log_prob, acted.value,
-                              tick.reward * cfg.reward_scale, tick.done, tick.obs.alive)
+                              reward * cfg.reward_scale, done, alive)
             causes = jax.nn.one_hot(info.cause, len(CAUSE_NAMES), dtype=jnp.int32)[..., 1:]
             stats = {"deaths": info.pop_deaths.sum(0), "lifetime_sum": info.pop_lifetime.sum(0),
                      "live": info.pop_alive.sum(0),
@@ -484,6 +570,30 @@ class Trainer:
         runner = runner.replace(env_state=env_state, obs=obs)
         return runner, traj, jax.tree.map(lambda x: x.sum(0), stats)
 
+    def _restart_oldest(self, runner: RunnerState, key: jax.Array) -> RunnerState:
+        """Restarts the oldest realm of all devices (the first of the oldest) once it has
+        run `realm_ticks` ticks: a new realm from `fold_in(key, its index)`, on a new map
+        unless the run has a fixed one. The agents it held leave their episodes cut, as
+        at a rollout's end (their last step was bootstrapped before the restart)."""
+        ticks = jax.lax.all_gather(runner.env_state.tick, REALM, tiled=True)  # [B]
+        oldest = jnp.argmax(ticks)
+        local = oldest - jax.lax.axis_index(REALM) * self.local_realms
+
+        def restart(runner: RunnerState) -> RunnerState:
+            obs, state = self.env.reset(jax.random.fold_in(key, oldest), self.env_params,
+                                        self.tiles)
+
+            def put(old: jax.Array, new: jax.Array) -> jax.Array:
+                return jax.lax.dynamic_update_index_in_dim(old, new[None].astype(old.dtype),
+                                                           local, 0)
+
+            return runner.replace(obs=jax.tree.map(put, runner.obs, obs),
+                                  env_state=jax.tree.map(put, runner.env_state, state))
+
+        mine = (local >= 0) & (local < self.local_realms)
+        due = ticks[oldest] >= self.config.realm_ticks
+        return jax.lax.cond(due & mine, restart, lambda runner: runner, runner)
+
     def _rollout_stats(self, runner: RunnerState) -> dict[str, jax.Array]:
         """The summed stats of one rollout from `runner` (its key), without learning."""
         return jax.lax.psum(self._rollout(runner, runner.key)[2], REALM)
@@ -493,13 +603,14 @@ class Trainer:
         P), with GAE advantages normalised over each population's live samples (on every
         device) and value targets."""
         cfg = self.config
-        last_value = apply_populations(self.network, runner.params, runner.obs).value
+        last_value = apply_populations(self.network, runner.params,
+                                       self._learning(runner.obs, 1)).value
         lam = 1.0 if cfg.algo == "pg" else cfg.gae_lambda
         advantage, target = gae(traj.value, traj.reward, traj.done, last_value, cfg.gamma, lam)
 
-        def by_pop(x: jax.Array) -> jax.Array:  # [T, b, N, ...] -> [P, S, ...]
-            x = to_pops(x, cfg.pops, axis=2)
-            return x.reshape((cfg.pops, -1) + x.shape[4:])
+        def by_pop(x: jax.Array) -> jax.Array:  # [T, b, N * L / P, ...] -> [L, S, ...]
+            x = to_pops(x, self.learners, axis=2)
+            return x.reshape((self.learners, -1) + x.shape[4:])
 
         batch = Batch(*jax.tree.map(by_pop, (traj, advantage, target)))
         valid = batch.transition.valid
@@ -544,7 +655,7 @@ class Trainer:
 
             return jax.lax.fori_loop(0, steps, minibatch_step, carry), None
 
-        no_aux = LossAux(*[jnp.zeros((cfg.pops,))] * len(LossAux._fields))
+        no_aux = LossAux(*[jnp.zeros((self.learners,))] * len(LossAux._fields))
         (params, opt_state, aux_sum), _ = jax.lax.scan(
             epoch, (runner.params, runner.opt_state, no_aux), jax.random.split(key, epochs))
         samples = jax.lax.psum(live, REALM) * epochs
@@ -553,25 +664,31 @@ class Trainer:
 
     def _metrics(self, runner: RunnerState, traj: Transition, stats: dict[str, jax.Array],
                  aux: LossAux, grad_steps: jax.Array) -> dict[str, jax.Array]:
-        """The update's metrics, every entry [P] and the same on every device."""
-        cfg = self.config
-        alive = to_pops(traj.valid, cfg.pops, 2)  # [P, T, b, N/P]
+        """The update's metrics, the same on every device: every entry is [L], one value
+        per learning population, but `scripted_lifetime` and `scripted_deaths`, [P - L],
+        which are there only with scripted populations."""
+        cfg, n = self.config, self.learners
+        alive = to_pops(traj.valid, n, 2)  # [L, T, b, N/P]
 
         def per_pop(x: jax.Array) -> jax.Array:  # mean over each population's live samples
-            return global_mean(to_pops(x, cfg.pops, 2), alive, axis=(1, 2, 3))
+            return global_mean(to_pops(x, n, 2), alive, axis=(1, 2, 3))
 
         explored = jax.lax.psum(jnp.sum(runner.env_state.visits > 0, axis=(0, 2, 3)), REALM)
+        lifetime = stats["lifetime_sum"] / jnp.maximum(stats["deaths"], 1)  # [P]
+        scripted = {"scripted_lifetime": lifetime[n:], "scripted_deaths": stats["deaths"][n:]}
         return {
-            "lifetime": stats["lifetime_sum"] / jnp.maximum(stats["deaths"], 1),
-            "deaths": stats["deaths"],
-            **{f"died_{name}": stats["causes"][:, i] for i, name in enumerate(CAUSE_NAMES[1:])},
-            "alive": stats["live"] / (cfg.rollout * cfg.realms),
+            "lifetime": lifetime[:n],
+            "deaths": stats["deaths"][:n],
+            **{f"died_{name}": stats["causes"][:n, i]
+               for i, name in enumerate(CAUSE_NAMES[1:])},
+            "alive": stats["live"][:n] / (cfg.rollout * cfg.realms),
             "live_steps": jax.lax.psum(jnp.sum(alive, axis=(1, 2, 3)), REALM),
             "reward": per_pop(traj.reward / cfg.reward_scale),
             "value": per_pop(traj.value),
-            "explored": explored / cfg.realms,
-            "grad_steps": jnp.broadcast_to(grad_steps, (cfg.pops,)),
+            "explored": explored[:n] / cfg.realms,
+            "grad_steps": jnp.broadcast_to(grad_steps, (n,)),
             **aux._asdict(),
+            **(scripted if self.scripts else {}),
         }
 
     def _update(self, runner: RunnerState, _: Any = None
@@ -581,6 +698,8 @@ class Trainer:
         runner, traj, stats = self._rollout(runner, rollout_key)  # traj leaves [T, b, N, ...]
         stats = jax.lax.psum(stats, REALM)
         runner, aux, grad_steps = self._learn(runner, self._batch(runner, traj), epoch_key)
+        if self.config.realm_ticks:
+            runner = self._restart_oldest(runner, jax.random.fold_in(rollout_key, 1))
         runner = runner.replace(key=key, update=runner.update + 1)
         return runner, self._metrics(runner, traj, stats, aux, grad_steps)
 

@@ -232,7 +232,8 @@ def host_copy(runner: RunnerState, trainer: Trainer) -> RunnerState:
 
 def metric_rows(metrics: dict[str, np.ndarray], first_update: int, seconds: float,
                 elapsed: float, config: TrainConfig) -> list[dict[str, Any]]:
-    """JSON rows of a chunk's metrics (leaves [K, P]), one per update."""
+    """JSON rows of a chunk's metrics (leaves [K, L] per learning population, [K, P - L]
+    for the scripted populations' entries), one per update."""
     chunk = metrics["lifetime"].shape[0]
     rows = []
     for i in range(chunk):
@@ -243,10 +244,10 @@ def metric_rows(metrics: dict[str, np.ndarray], first_update: int, seconds: floa
             "steps_per_s": round(config.steps_per_update * chunk / seconds, 1),
             "live_steps_per_s": round(float(metrics["live_steps"].sum()) / seconds, 1),
         }
-        deaths = metrics["deaths"][i]
         for name, values in metrics.items():
             values = values[i].astype(np.float64)
-            if name == "lifetime":  # over all agents that died, not a mean of means
+            if name.endswith("lifetime"):  # over all agents that died, not a mean of means
+                deaths = metrics[name.replace("lifetime", "deaths")][i]
                 mean = float((values * deaths).sum() / max(deaths.sum(), 1))
             else:
                 mean = float(values.mean())
@@ -471,11 +472,11 @@ def main(argv: list[str] | None = None) -> None:
         print("wrote", path)
     if config.eval_ticks:
         print(f"recording and drawing agents.gif ({config.eval_ticks} ticks) ...")
-        from train.evaluate import Competitor, save_gif
+        from train.evaluate import Competitor, save_gif, training_lineup
         params = jax.device_get(runner.params)  # host arrays: the GIF is process 0's alone
         me = Competitor("trained", trainer.network, params, config)
-        print("wrote", save_gif([me], jax.random.key(config.seed + 1), out / "agents.gif",
-                                config.eval_ticks))
+        print("wrote", save_gif(training_lineup(me), jax.random.key(config.seed + 1),
+                                out / "agents.gif", config.eval_ticks))
     last = rows[-1]
     print(f"done: {last['update']} updates, {last['steps']:,} slot-steps in "
           f"{last['time_s']:.0f} s; mean lifetime {last['lifetime']:.1f} ticks")
