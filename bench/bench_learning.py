@@ -112,8 +112,9 @@ def summarise(rows: list[dict], config) -> dict[str, np.ndarray]:
     if config.scripted:
         died = sum(sum(r["scripted_deaths_pop"]) for r in rows[-10:])
         lived = sum(r["scripted_lifetime"] * sum(r["scripted_deaths_pop"]) for r in rows[-10:])
-        print(f"scripted populations ({config.scripted}) in the same realms over the last 10 "
-              f"updates: {lived / max(died, 1):.1f} ticks")
+        print(f"scripted populations ({config.scripted}) in the same realms, mean lifetime "
+              f"of their agents that died over the last 10 updates: {lived / max(died, 1):.1f} "
+              f"ticks")
     at_5m = np.searchsorted(live[9:], 5e6)
     if at_5m < smooth.size:
         print(f"10-update mean at 5 M live agent-steps: {smooth[at_5m]:.1f} ticks")

@@ -584,8 +584,7 @@ class Trainer:
                                         self.tiles)
 
             def put(old: jax.Array, new: jax.Array) -> jax.Array:
-                return jax.lax.dynamic_update_index_in_dim(old, new[None].astype(old.dtype),
-                                                           local, 0)
+                return jax.lax.dynamic_update_index_in_dim(old, new, local, 0)
 
             return runner.replace(obs=jax.tree.map(put, runner.obs, obs),
                                   env_state=jax.tree.map(put, runner.env_state, state))
@@ -695,7 +694,7 @@ class Trainer:
                 ) -> tuple[RunnerState, dict[str, jax.Array]]:
         """One update: rollout, advantages, epochs of minibatch steps, metrics."""
         key, rollout_key, epoch_key = jax.random.split(runner.key, 3)
-        runner, traj, stats = self._rollout(runner, rollout_key)  # traj leaves [T, b, N, ...]
+        runner, traj, stats = self._rollout(runner, rollout_key)  # traj [T, b, N * L / P, ...]
         stats = jax.lax.psum(stats, REALM)
         runner, aux, grad_steps = self._learn(runner, self._batch(runner, traj), epoch_key)
         if self.config.realm_ticks:
