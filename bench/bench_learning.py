@@ -9,7 +9,9 @@ learning populations together); random play lives about 10 ticks. With `--script
 the scripted populations' lifetime in the same realms is printed beside it. The
 head-to-head places the trained populations and as many populations of the scripted
 `--vs` policy (default: `fighter` in Chaos, `forager` in Law and base) in the same fresh
-realms, slots split evenly (train/evaluate.py's tournament), and prints each side's mean
+realms, slots split evenly (train/evaluate.py's tournament), for 500 ticks in Chaos and
+1,500 in Law and base (where agents live about 100 ticks, a shorter match cuts off the
+longest lives, more of them on the longer-lived side), and prints each side's mean
 lifetime with a 95% confidence interval over realms. `--save` keeps the trained
 populations as a checkpoint that `nmmo-eval` and `train.pretrained` read.
 
@@ -50,15 +52,21 @@ def main() -> None:
                         help="scripted side of the head-to-head (default: fighter in Chaos, "
                              "forager otherwise)")
     parser.add_argument("--match-realms", type=int, default=32, help="realms of the match")
-    parser.add_argument("--match-ticks", type=int, default=500, help="ticks of the match")
+    parser.add_argument("--match-ticks", type=int, default=None,
+                        help="ticks of the match (default: 500 in Chaos, 1500 otherwise)")
     parser.add_argument("--save", default=None,
                         help="write the trained populations here (default: not kept)")
     args, rest = parser.parse_known_args()
     config, _ = parse_args(rest)  # TrainConfig's flags, as train/train.py reads them
     config = dataclasses.replace(config, seed=args.seed, total_steps=1e12)
-    vs = args.vs or ("fighter" if config.preset == "chaos" else "forager")
+    chaos = config.preset == "chaos"
+    vs = args.vs or ("fighter" if chaos else "forager")
+    match_ticks = args.match_ticks or (500 if chaos else 1500)
     trainer = make_train(config)
     pops = f"{config.pops} pops" + (f" ({config.scripted} scripted)" if config.scripted else "")
+    if config.networks:
+        pops += f" sharing {config.n_networks} network(s)"
+
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} "
           f"({platform.processor() or platform.machine()}); {config.preset}, {config.agents} "
           f"slots, {pops}, {config.network} network; {config.realms} realms x "
@@ -90,7 +98,7 @@ def main() -> None:
             "lifetime": round(float(curve["smooth"][-1]), 2)})
         print("wrote", args.save)
     match(Competitor("trained", trainer.network, runner.params, config), vs,
-          jax.random.key(config.seed + 1), args.match_realms, args.match_ticks)
+          jax.random.key(config.seed + 1), args.match_realms, match_ticks)
 
 
 def summarise(rows: list[dict], config) -> dict[str, np.ndarray]:

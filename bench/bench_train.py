@@ -33,10 +33,10 @@ def main() -> None:
     trainer = make_train(config)
     print(f"jax {jax.__version__} on {trainer.mesh.size} x {jax.devices()[0].device_kind} "
           f"({platform.processor() or platform.machine()}); {config.preset}, {config.agents} "
-          f"slots, {config.pops} pops, {config.network} network; {config.realms} realms x "
-          f"{config.rollout} ticks = {config.steps_per_update:,} slot-steps per update, "
-          f"{config.epochs} epochs in minibatches of {trainer.minibatch_size} live samples "
-          f"per population")
+          f"slots, {config.pops} pops playing {trainer.nets} {config.network} network(s); "
+          f"{config.realms} realms x {config.rollout} ticks = {config.steps_per_update:,} "
+          f"slot-steps per update, {config.epochs} epochs in minibatches of "
+          f"{trainer.minibatch_size} live samples per network")
 
     runner = trainer.init(jax.random.key(0))
     start = time.perf_counter()

@@ -214,7 +214,7 @@ def measure(competitors: Sequence[Competitor], key: jax.Array, realms: int, tick
     the first one's) in R fresh realms from `key` for T ticks, counting visits."""
     cfg, rules = arena_realm(competitors, agents)
     out = _play(arena(cfg.replace(count_visits=True)), tuple(c.network for c in competitors),
-                tuple(c.params for c in competitors), rules, key, realms, ticks)
+                tuple(c.population_params for c in competitors), rules, key, realms, ticks)
     return Measurement(*jax.tree.map(np.asarray, out))
 
 

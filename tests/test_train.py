@@ -41,6 +41,7 @@ from train.populations import (
     apply_populations,
     from_pops,
     init_populations,
+    per_population,
     sample_actions,
     to_pops,
 )
@@ -558,6 +559,8 @@ def test_checkpoint_errors_are_clear(trainer, first_chunks, tmp_path):
                                   "the 8 populations to learn"),
     (["--devices", "-1"], "argument --devices: devices must be >= 0, got -1"),
     (["--realm-ticks", "-1"], "argument --realm-ticks: realm_ticks must be >= 0, got -1"),
+    (["--networks", "3"], "argument --networks: networks must divide the 8 learning "
+                          "populations evenly, got 3"),
     (["--map", "nowhere.npy"], "argument --map: map 'nowhere.npy': expected 'generated', "
                                "'original:I'"),
     (["--map", "original:3", "--map-size", "32", "--lava-border", "3"],
@@ -581,10 +584,11 @@ def test_cli_flags_reach_the_config():
     config, args = parse_args([
         "--preset", "law", "--agents", "32", "--pops", "2", "--map-size", "40",
         "--total-steps", "5e6", "--realms", "64", "--lr", "3e-4", "--same-init",
-        "--algo", "pg", "--out", "runs/x", "--resume"])
+        "--algo", "pg", "--out", "runs/x", "--resume", "--networks", "1"])
     assert (config.preset, config.agents, config.pops, config.map_size) == ("law", 32, 2, 40)
     assert (config.total_steps, config.realms, config.lr) == (5e6, 64, 3e-4)
     assert config.same_init and config.algo == "pg" and config.out == "runs/x" and args.resume
+    assert config.networks == config.n_networks == 1
     env_cfg = config.env_config()
     assert (env_cfg.n_agents, env_cfg.n_pops, env_cfg.map_size) == (32, 2, 40)
     assert int(config.env_params().reward_mode) == REWARD_MODES["alive"]
@@ -638,7 +642,9 @@ def test_metric_rows_weigh_lifetime_by_deaths():
 
 
 # Populations 2 and 3 scripted; the oldest realm restarts once it has run one rollout.
-SCRIPTED = dataclasses.replace(TINY, scripted="forager,evader", realm_ticks=TINY.rollout)
+# Two learning populations that share one network, beside two scripted ones.
+SCRIPTED = dataclasses.replace(TINY, scripted="forager,evader", realm_ticks=TINY.rollout,
+                               networks=1)
 
 
 @pytest.fixture(scope="module")
@@ -679,7 +685,7 @@ def test_only_the_learning_populations_have_parameters_and_learn(scripted_run):
     trainer, runner0, runner1, metrics = scripted_run
     assert SCRIPTED.learning_pops == 2 and SCRIPTED.scripted_pops == (("forager", 1),
                                                                         ("evader", 1))
-    assert {leaf.shape[0] for leaf in jax.tree.leaves(runner1.params)} == {2}
+    assert {leaf.shape[0] for leaf in jax.tree.leaves(runner1.params)} == {1}  # shared
     assert not tree_equal(runner0.params, runner1.params)
     for name, value in metrics.items():
         width = 2 if name.startswith("scripted_") else SCRIPTED.learning_pops
@@ -688,6 +694,8 @@ def test_only_the_learning_populations_have_parameters_and_learn(scripted_run):
     assert metrics["scripted_deaths"].sum() > 0
     # Live agent-steps count the learners' slots only: at most T x B x N / 2 per update.
     assert np.all(metrics["live_steps"].sum(1) <= TINY.rollout * TINY.realms * TINY.agents / 2)
+    # One network plays both learning populations: one set of loss terms for both.
+    np.testing.assert_array_equal(metrics["policy_loss"][:, 0], metrics["policy_loss"][:, 1])
     row = metric_rows(metrics, 0, 1.0, 1.0, SCRIPTED)[-1]
     deaths = metrics["scripted_deaths"][-1]
     assert row["scripted_lifetime"] == pytest.approx(
@@ -700,6 +708,9 @@ def test_a_scripted_run_is_evaluated_beside_its_scripts(scripted_run, tmp_path):
     zoo.save_populations(tmp_path / "p.msgpack", runner.params, SCRIPTED)
     loaded = load_competitor(tmp_path / "p.msgpack", "trained")
     assert tree_equal(loaded.params, runner.params)
+    # Both populations play the one network they shared in training.
+    assert tree_equal(loaded.population_params,
+                      jax.tree.map(lambda x: jnp.concatenate([x, x]), runner.params))
     lineup = training_lineup(loaded)
     assert [(e.name, e.pops) for e in lineup] == [("trained", 2), ("forager", 1),
                                                   ("evader", 1)]
@@ -720,6 +731,30 @@ def test_the_oldest_realm_restarts_on_a_new_map_once_it_has_run_realm_ticks(scri
     assert int(runner1.obs.alive[0].sum()) == 1
     assert int(runner1.env_state.visits[0].sum()) == 1
     assert int(runner1.obs.alive[1:].sum()) > 3
+
+
+def test_a_shared_network_learns_from_every_population_that_plays_it(scripted_run):
+    """The one network of SCRIPTED's two learning populations steps through the live
+    samples of both, in minibatches of minibatch_size for each population it plays."""
+    trainer, metrics = scripted_run[0], scripted_run[3]
+    assert trainer.nets == 1 and trainer.minibatch_size == 2 * TINY.minibatch_size
+    live = metrics["live_steps"].sum(1)  # [updates], both populations
+    steps = TINY.epochs * -(-live // trainer.minibatch_size)
+    np.testing.assert_array_equal(metrics["grad_steps"][:, 0], steps)
+    np.testing.assert_array_equal(metrics["grad_steps"][:, 1], steps)
+
+
+def test_population_parameters_follow_population_modulo_networks():
+    params = {"w": jnp.arange(2)[:, None] * jnp.ones((2, 3))}  # networks 0 and 1
+    np.testing.assert_array_equal(per_population(params, 6)["w"][:, 0], [0, 1, 0, 1, 0, 1])
+    assert tree_equal(per_population(params, 2), params)
+
+
+@pytest.mark.parametrize("networks", [3, 8])
+def test_networks_must_divide_the_learning_populations(networks):
+    with pytest.raises(ValueError, match=re.escape(
+            f"networks must divide the 4 learning populations evenly, got {networks}")):
+        dataclasses.replace(TINY, networks=networks)
 
 
 @pytest.mark.parametrize("scripted, message", [

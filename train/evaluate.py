@@ -39,7 +39,7 @@ from nmmo_jax.policies import POLICIES, Policy
 from nmmo_jax.rollout import Tick
 from train import checkpoint, zoo
 from train.networks import ActionDist, PolicyOutput, make_network
-from train.populations import from_pops, init_populations, to_pops
+from train.populations import from_pops, init_populations, per_population, to_pops
 from train.ppo import TrainConfig
 
 
@@ -47,13 +47,20 @@ class Competitor(NamedTuple):
     """One checkpoint's populations."""
 
     name: str
-    network: Any  # Flax module of one population
-    params: Any  # leaves [P_c, ...]
+    network: Any  # Flax module of one population's network
+    params: Any  # leaves [G, ...], one per distinct network (`config.n_networks`)
     config: TrainConfig
 
     @property
     def pops(self) -> int:
-        return jax.tree.leaves(self.params)[0].shape[0]
+        """Its populations: those that learnt in its training run."""
+        return self.config.learning_pops
+
+    @property
+    def population_params(self) -> Any:
+        """Each population's parameters, leaves [P_c, ...]: population p plays network
+        p % G, as in training."""
+        return per_population(self.params, self.pops)
 
 
 class Scripted(NamedTuple):
@@ -78,7 +85,7 @@ def load_competitor(path: str | os.PathLike, name: str | None = None) -> Competi
 
     def init() -> Any:
         obs, _ = env.reset(jax.random.key(0), env.default_params)
-        return init_populations(network, jax.random.key(0), obs, config.learning_pops)
+        return init_populations(network, jax.random.key(0), obs, config.n_networks)
 
     template = jax.eval_shape(init)
     params, _ = checkpoint.restore(path, template, prefix=".params")
@@ -207,7 +214,7 @@ def _players(entrants: Sequence[Competitor | Scripted]) -> tuple[tuple, tuple]:
     """The static part of each entrant (its network, or the `Scripted` itself) and its
     arrays (its population parameters, or None)."""
     players = tuple(e if isinstance(e, Scripted) else e.network for e in entrants)
-    params = tuple(None if isinstance(e, Scripted) else e.params for e in entrants)
+    params = tuple(None if isinstance(e, Scripted) else e.population_params for e in entrants)
     return players, params
 
 

@@ -60,6 +60,12 @@ def init_populations(network: nn.Module, key: jax.Array, obs: nmmo_jax.Observati
     return jax.vmap(lambda k: network.init(k, one))(keys)
 
 
+def per_population(params: Params, n_pops: int) -> Params:
+    """Parameters of `n_pops` populations from G networks (leaves [G, ...] -> [n_pops,
+    ...]): population p plays network p % G."""
+    return jax.tree.map(lambda x: x[jnp.arange(n_pops) % x.shape[0]], params)
+
+
 def apply_populations(network: nn.Module, params: Params, obs: nmmo_jax.Observation,
                       agent_axis: int = -1) -> Any:
     """Runs each population's network on its own slots; returns outputs shaped like obs.

@@ -14,10 +14,11 @@ chunks writes logs and checkpoints). One update:
    (`done`); a later spawn in the slot starts a new one. Rollouts cut lifetimes at T and
    bootstrap from the value of the last observation.
 3. Epochs over the live samples in minibatches of `minibatch_size` per population. The
-   loss (clipped policy loss, value loss, entropy bonus) is computed per population,
-   vmapped over the population axis, so each population's parameters get gradients from
-   its own agents only; Adam with gradient clipping (`optax.chain(clip_by_global_norm,
-   adamw)`) is vmapped the same way, so clipping is per population too.
+   loss (clipped policy loss, value loss, entropy bonus) is computed per network (one
+   per population unless `networks` says otherwise), vmapped over the network axis, so
+   each network's parameters get gradients from the agents that play it only; Adam with
+   gradient clipping (`optax.chain(clip_by_global_norm, adamw)`) is vmapped the same
+   way, so clipping is per network too.
 
 Scripted populations. `scripted` ("forager:4", "evader:2,fighter:2") hands the last
 populations to scripts of `nmmo_jax.policies`: they act in every realm as the script
@@ -26,6 +27,13 @@ samples. The first `learning_pops` populations learn as above; the rollout keeps
 their slots ([T, b, N * L / P, ...]), and every metric is theirs but `scripted_lifetime`
 and `scripted_deaths`, so one run measures the learners beside the scripts in the same
 realms.
+
+Shared networks. By default each learning population has its own network, as in v1.0.
+With `networks` = G (a divisor of the learning populations), population p plays network
+p % G: the populations stay teams in the game (the same-population feature, and
+population metrics), but G networks learn from all their samples. Each network's
+minibatches take `minibatch_size` live samples for each population that plays it, and
+its rollout calls `act_chunk` slots for each, so the work per sample stays as it is.
 
 Realms persist from update to update, so a run of B realms on generated maps learns on
 B maps. With `realm_ticks` > 0, after each update the oldest realm (the first of the
@@ -41,7 +49,7 @@ most live samples needs (a loop with a traced trip count; a population with fewe
 its last minibatches with masked samples). Spawning refills one slot per tick, so in
 Chaos with 128 slots only about as many slots are live as an agent lives ticks: the
 work follows the live agents rather than the slots. Advantages are normalised per
-population over its live samples.
+network over its live samples.
 
 Devices. The realms are split along the one axis (`REALM`) of a `jax.sharding.Mesh` of
 `config.devices` devices (default: all, over every process); device d holds realms
@@ -178,6 +186,7 @@ class TrainConfig:
     hidden: int = 0  # 0: the network's default width
     noop_bias: float = 3.0  # initial target-head logit offset on the no-op (self) target
     act_chunk: int = 64  # live slots per population per rollout network call, per device
+    networks: int = 0  # distinct networks, population p plays p % networks; 0: one per pop
     same_init: bool = False  # start every population from the same parameters
     scripted: str = ""  # last populations played by scripts (not learning), e.g. forager:4
     seed: int = 0  # PRNG seed of the whole run
@@ -214,6 +223,12 @@ class TrainConfig:
         return self.pops - sum(count for _, count in self.scripted_pops)
 
     @property
+    def n_networks(self) -> int:
+        """Distinct networks (parameter sets) of the learning populations: `networks`, or
+        one per learning population when it is 0."""
+        return self.networks or self.learning_pops
+
+    @property
     def steps_per_update(self) -> int:
         return self.realms * self.rollout * self.agents
 
@@ -230,7 +245,7 @@ class TrainConfig:
 _AT_LEAST_ONE = ("agents", "pops", "realms", "rollout", "chunk", "epochs", "minibatch_size",
                  "act_chunk", "checkpoint_every")
 _AT_LEAST_ZERO = ("devices", "hidden", "seed", "eval_ticks", "vf_coef", "ent_coef",
-                  "weight_decay", "realm_ticks")
+                  "weight_decay", "realm_ticks", "networks")
 _ABOVE_ZERO = ("reward_scale", "total_steps", "clip", "lr", "max_grad_norm")
 _IN_ZERO_ONE = ("gamma", "gae_lambda")
 _KIND_NAMES = {bool: "True or False", int: "an int", float: "a number", str: "a string"}
@@ -282,6 +297,9 @@ def _check_train_config(config: TrainConfig) -> None:
     if config.learning_pops < 1:
         raise ValueError(f"scripted must leave at least one of the {config.pops} populations "
                          f"to learn, got {config.scripted!r}")
+    if config.learning_pops % config.n_networks:
+        raise ValueError(f"networks must divide the {config.learning_pops} learning populations "
+                         f"evenly, got {config.networks}")
     try:
         env_cfg = config.env_config()
         check_hits_fit(env_cfg, config.env_params())
@@ -304,18 +322,18 @@ class Transition(NamedTuple):
 
 
 class Batch(NamedTuple):
-    """What the minibatch steps learn from: every population's samples, leaves [P, S, ...]."""
+    """What the minibatch steps learn from: every network's samples, leaves [G, S, ...]."""
 
     transition: Transition
-    advantage: jax.Array  # normalised over the population's live samples
+    advantage: jax.Array  # normalised over the network's live samples
     target: jax.Array  # the value target (advantage before normalisation + value)
 
 
 class RunnerState(struct.PyTreeNode):
     """Everything that determines the rest of a run (what a checkpoint holds)."""
 
-    params: Any  # population parameters, leaves [P, ...]
-    opt_state: Any  # optimiser state per population, leaves [P, ...]
+    params: Any  # network parameters, leaves [G, ...] (G = config.n_networks)
+    opt_state: Any  # optimiser state per network, leaves [G, ...]
     env_state: nmmo_jax.State  # leaves [B, ...]
     obs: nmmo_jax.Observation  # leaves [B, N, ...]
     key: jax.Array
@@ -433,10 +451,13 @@ class Trainer:
       config: the `TrainConfig`.
       env: the `nmmo_jax.Env`; env_params its rule numbers; tiles the fixed map every
         realm starts on ([H, W] int8), or None for generated maps.
-      network: the Flax module of one population.
-      optimizer: the optax transformation applied per population.
+      network: the Flax module of one population's network.
+      learners: the learning populations; nets: their distinct networks (parameter sets,
+        `config.n_networks`); network g is played by populations g, g + nets, ...
+      optimizer: the optax transformation applied per network.
       mesh: the devices, one `REALM` axis; each holds `local_realms` consecutive realms.
-      minibatch_size: live samples per population per gradient step, over all devices.
+      minibatch_size: live samples per network per gradient step, over all devices
+        (`config.minibatch_size` for each population that plays it).
     """
 
     def __init__(self, config: TrainConfig):
@@ -447,6 +468,8 @@ class Trainer:
         self.tiles = terrain.load_map(config.map, env_cfg)
         self.network = make_network(config.network, config.hidden or None, config.noop_bias)
         self.learners = config.learning_pops
+        self.nets = config.n_networks
+        share = self.learners // self.nets  # populations per network
         self.scripts = tuple((POLICIES[name], count) for name, count in config.scripted_pops)
         self.optimizer = optax.chain(
             optax.clip_by_global_norm(config.max_grad_norm),
@@ -462,6 +485,8 @@ class Trainer:
             raise ValueError(f"minibatch_size ({self.minibatch_size}) must divide evenly by the "
                              f"device count ({devices}): each device takes minibatch_size / "
                              f"devices of its own live samples per gradient step")
+        self.minibatch_size *= share
+        self.act_chunk = config.act_chunk * share
         self.local_minibatch = self.minibatch_size // devices
         self.specs = RunnerState(params=P(), opt_state=P(), env_state=P(REALM), obs=P(REALM),
                                  key=P(), update=P())
@@ -528,7 +553,7 @@ class Trainer:
         param_key, env_key, run_key = jax.random.split(key, 3)
         obs, env_state = jax.vmap(self.env.reset, (0, None, None))(
             self._realm_keys(env_key), self.env_params, self.tiles)
-        params = init_populations(self.network, param_key, obs, self.learners, cfg.same_init)
+        params = init_populations(self.network, param_key, obs, self.nets, cfg.same_init)
         opt_state = jax.vmap(self.optimizer.init)(params)
         return RunnerState(params, opt_state, env_state, obs, run_key, jnp.zeros((), jnp.int32))
 
@@ -547,7 +572,7 @@ class Trainer:
                 self._realm_keys(key))  # leaves [b, N * L / P, ...]
             inputs = self.network.inputs(mine)
             acted = act_live(self.network, runner.params, inputs, mine.alive, noise,
-                             cfg.act_chunk)
+                             self.act_chunk)
             actions = self._with_scripts(self._realm_keys(jax.random.fold_in(key, 1)), obs,
                                          acted.actions)
             return actions, (acted, inputs)
@@ -598,18 +623,18 @@ class Trainer:
         return jax.lax.psum(self._rollout(runner, runner.key)[2], REALM)
 
     def _batch(self, runner: RunnerState, traj: Transition) -> Batch:
-        """The rollout as every population's samples, leaves [P, S, ...] (S = T * b * N /
-        P), with GAE advantages normalised over each population's live samples (on every
-        device) and value targets."""
+        """The rollout as every network's samples, leaves [G, S, ...] (S = T * b * N * L /
+        (P * G)), with GAE advantages normalised over each network's live samples (on
+        every device) and value targets."""
         cfg = self.config
         last_value = apply_populations(self.network, runner.params,
                                        self._learning(runner.obs, 1)).value
         lam = 1.0 if cfg.algo == "pg" else cfg.gae_lambda
         advantage, target = gae(traj.value, traj.reward, traj.done, last_value, cfg.gamma, lam)
 
-        def by_pop(x: jax.Array) -> jax.Array:  # [T, b, N * L / P, ...] -> [L, S, ...]
-            x = to_pops(x, self.learners, axis=2)
-            return x.reshape((self.learners, -1) + x.shape[4:])
+        def by_pop(x: jax.Array) -> jax.Array:  # [T, b, N * L / P, ...] -> [G, S, ...]
+            x = to_pops(x, self.nets, axis=2)
+            return x.reshape((self.nets, -1) + x.shape[4:])
 
         batch = Batch(*jax.tree.map(by_pop, (traj, advantage, target)))
         valid = batch.transition.valid
@@ -621,12 +646,12 @@ class Trainer:
                ) -> tuple[RunnerState, LossAux, jax.Array]:
         """Epochs of minibatch steps over the live samples of `batch`; returns the runner
         with new parameters and optimiser state, the loss terms averaged over the steps
-        ([P] each) and the gradient steps per epoch."""
+        ([G] each) and the gradient steps per epoch."""
         cfg = self.config
         epochs = 1 if cfg.algo == "pg" else cfg.epochs
         size = self.local_minibatch
-        valid = batch.transition.valid  # [P, S]
-        live = jnp.sum(valid, axis=1)  # [P], this device's
+        valid = batch.transition.valid  # [G, S]
+        live = jnp.sum(valid, axis=1)  # [G], this device's
         # Gradient steps per epoch: as many as the device and population with the most
         # live samples needs, the same on every device (each step reduces across them).
         steps = jax.lax.pmax((jnp.max(live) + size - 1) // size, REALM)
@@ -635,9 +660,9 @@ class Trainer:
                                      n), has_aux=True))
 
         def epoch(carry: tuple[Any, Any, LossAux], key: jax.Array) -> tuple[Any, None]:
-            # Each population's live samples in a random order, then the empty ones.
+            # Each network's live samples in a random order, then the empty ones.
             key = jax.random.fold_in(key, jax.lax.axis_index(REALM))
-            order = jnp.argsort(jax.random.uniform(key, valid.shape) + ~valid, axis=1)  # [P, S]
+            order = jnp.argsort(jax.random.uniform(key, valid.shape) + ~valid, axis=1)  # [G, S]
 
             def minibatch_step(i: jax.Array, carry: tuple[Any, Any, LossAux]
                                ) -> tuple[Any, Any, LossAux]:
@@ -645,7 +670,7 @@ class Trainer:
                 minibatch, _, keep = take_chunk(batch, order, live, i, size)
                 minibatch = minibatch._replace(transition=minibatch.transition._replace(
                     valid=minibatch.transition.valid & keep))  # empty or repeated: masked
-                count = jax.lax.psum(jnp.sum(minibatch.transition.valid, axis=1), REALM)  # [P]
+                count = jax.lax.psum(jnp.sum(minibatch.transition.valid, axis=1), REALM)  # [G]
                 (_, aux), grads = grad_fn(params, minibatch, count)
                 grads, aux = jax.lax.psum((grads, aux), REALM)  # of the whole minibatch
                 updates, opt_state = jax.vmap(self.optimizer.update)(grads, opt_state, params)
@@ -654,7 +679,7 @@ class Trainer:
 
             return jax.lax.fori_loop(0, steps, minibatch_step, carry), None
 
-        no_aux = LossAux(*[jnp.zeros((self.learners,))] * len(LossAux._fields))
+        no_aux = LossAux(*[jnp.zeros((self.nets,))] * len(LossAux._fields))
         (params, opt_state, aux_sum), _ = jax.lax.scan(
             epoch, (runner.params, runner.opt_state, no_aux), jax.random.split(key, epochs))
         samples = jax.lax.psum(live, REALM) * epochs
@@ -686,7 +711,7 @@ class Trainer:
             "value": per_pop(traj.value),
             "explored": explored[:n] / cfg.realms,
             "grad_steps": jnp.broadcast_to(grad_steps, (n,)),
-            **aux._asdict(),
+            **{name: x[jnp.arange(n) % self.nets] for name, x in aux._asdict().items()},
             **(scripted if self.scripts else {}),
         }
 

@@ -26,7 +26,7 @@ PREFIX = "pretrained:"  # how an evaluation entrant names shipped populations
 class Populations(NamedTuple):
     """What a shipped file stores: the parameters, under the key path a runner uses."""
 
-    params: Any  # leaves [P, ...]
+    params: Any  # leaves [G, ...], one per network of the run (`config.n_networks`)
 
 
 def save_populations(path: str | os.PathLike, params: Any, config: Any,
