@@ -187,7 +187,7 @@ class TrainConfig:
     noop_bias: float = 3.0  # initial target-head logit offset on the no-op (self) target
     act_chunk: int = 64  # live slots per population per rollout network call, per device
     networks: int = 0  # distinct networks, population p plays p % networks; 0: one per pop
-    same_init: bool = False  # start every population from the same parameters
+    same_init: bool = False  # start every network from the same parameters
     scripted: str = ""  # last populations played by scripts (not learning), e.g. forager:4
     seed: int = 0  # PRNG seed of the whole run
     # outputs (used by train/train.py)
