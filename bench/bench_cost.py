@@ -80,13 +80,14 @@ def gathered_bytes(tree: Any) -> float:
 
 
 def act_cost(trainer: Trainer, obs: Any, params: Any) -> tuple[float, float, int]:
-    """(flops, bytes, live samples) of one network call of the rollout on `act_chunk` live
-    slots of every population, and the gather of those slots."""
+    """(flops, bytes, live samples) of one network call of the rollout on the trainer's
+    act chunk of live slots for every network, and the gather of those slots."""
     cfg = trainer.config
-    chunk = min(cfg.act_chunk, cfg.realms * cfg.agents // cfg.pops)
-    part = rows_of(jax.eval_shape(trainer.network.inputs, obs), (trainer.learners, chunk))
+    slots = cfg.realms * cfg.agents * trainer.learners // (cfg.pops * trainer.nets)
+    chunk = min(trainer.act_chunk, slots)  # as `act_live` caps it
+    part = rows_of(jax.eval_shape(trainer.network.inputs, obs), (trainer.nets, chunk))
     noise = rows_of(action_noise(jax.random.key(0), (1, 1), cfg.entities),
-                    (trainer.learners, chunk))
+                    (trainer.nets, chunk))
 
     def act(params, part, noise):
         out = jax.vmap(trainer.network.apply)(params, part)
@@ -94,14 +95,14 @@ def act_cost(trainer: Trainer, obs: Any, params: Any) -> tuple[float, float, int
         return actions, ActionDist(out).log_prob(actions), out.value
 
     flops, bytes_ = cost(act, params, part, noise)
-    return flops, bytes_ + gathered_bytes((part, noise)), trainer.learners * chunk
+    return flops, bytes_ + gathered_bytes((part, noise)), trainer.nets * chunk
 
 
 def gradient_step_cost(trainer: Trainer, obs: Any, params: Any) -> tuple[float, float, int]:
-    """(flops, bytes, live samples) of one minibatch step on `minibatch_size` live samples
-    of every population (loss gradient, Adam), and the gather of those samples."""
+    """(flops, bytes, live samples) of one minibatch step on the trainer's minibatch of
+    live samples for every network (loss gradient, Adam), and the gather of those samples."""
     cfg = trainer.config
-    rows = (trainer.learners, trainer.minibatch_size)
+    rows = (trainer.nets, trainer.minibatch_size)
     per_sample = ShapeDtypeStruct(rows, jnp.float32)
     actions = nmmo_jax.Actions(*[ShapeDtypeStruct(rows, jnp.int32)] * 3)
     flags = ShapeDtypeStruct(rows, jnp.bool_)
@@ -152,13 +153,14 @@ def main() -> None:
     keys = jax.random.split(jax.random.key(0), config.realms)
     obs, _ = jax.eval_shape(jax.vmap(env.reset, (0, None)), keys, env.default_params)
     params = jax.eval_shape(
-        lambda key, obs: init_populations(trainer.network, key, obs, trainer.learners),
+        lambda key, obs: init_populations(trainer.network, key, obs, trainer.nets),
         jax.random.key(0), obs)
     act = act_cost(trainer, obs, params)
     step = gradient_step_cost(trainer, obs, params)
-    act_bytes = report(f"rollout network call ({act[2] // trainer.learners}/pop)", *act,
+    act_bytes = report(f"rollout network call ({act[2] // trainer.nets}/network)", *act,
                        "live sample")
-    step_bytes = report(f"gradient step ({step[2] // trainer.learners}/pop)", *step, "live sample")
+    step_bytes = report(f"gradient step ({step[2] // trainer.nets}/network)", *step,
+                        "live sample")
     epochs = 1 if config.algo == "pg" else config.epochs
     update_bytes = act_bytes + epochs * step_bytes
     update_flops = act[0] / act[2] + epochs * step[0] / step[2]

@@ -66,7 +66,6 @@ def main() -> None:
     pops = f"{config.pops} pops" + (f" ({config.scripted} scripted)" if config.scripted else "")
     if config.networks:
         pops += f" sharing {config.n_networks} network(s)"
-
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} "
           f"({platform.processor() or platform.machine()}); {config.preset}, {config.agents} "
           f"slots, {pops}, {config.network} network; {config.realms} realms x "

@@ -140,6 +140,7 @@ from train.populations import (
     apply_populations,
     from_pops,
     init_populations,
+    per_population,
     take_chunk,
     to_pops,
 )
@@ -652,7 +653,7 @@ class Trainer:
         size = self.local_minibatch
         valid = batch.transition.valid  # [G, S]
         live = jnp.sum(valid, axis=1)  # [G], this device's
-        # Gradient steps per epoch: as many as the device and population with the most
+        # Gradient steps per epoch: as many as the device and network with the most
         # live samples needs, the same on every device (each step reduces across them).
         steps = jax.lax.pmax((jnp.max(live) + size - 1) // size, REALM)
         grad_fn = jax.vmap(jax.value_and_grad(
@@ -711,7 +712,7 @@ class Trainer:
             "value": per_pop(traj.value),
             "explored": explored[:n] / cfg.realms,
             "grad_steps": jnp.broadcast_to(grad_steps, (n,)),
-            **{name: x[jnp.arange(n) % self.nets] for name, x in aux._asdict().items()},
+            **per_population(aux._asdict(), n),  # each population: its network's terms
             **(scripted if self.scripts else {}),
         }
 
